@@ -1,0 +1,22 @@
+# The hub image: the official JupyterHub image plus the swarm spawner, the
+# native authenticator, the database drivers and jupyterhub_config.py.
+# Build with another base (a mirror, a local stand-in) via --build-arg BASE_IMAGE=...
+ARG BASE_IMAGE=quay.io/jupyterhub/jupyterhub:5.5.4
+FROM ${BASE_IMAGE}
+
+COPY requirements.txt /tmp/requirements.txt
+RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+
+COPY jupyterhub_config.py /srv/jupyterhub/jupyterhub_config.py
+WORKDIR /srv/jupyterhub
+
+# /data holds the cookie secret and the SQLite database: mount a volume there.
+VOLUME ["/data"]
+EXPOSE 8000
+
+# Healthy when the hub answers on its own port (HUB_HUB_PORT, 8001 by default).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD python3 -c "import os,ssl,urllib.request as u; s='https' if os.environ.get('HUB_INTERNAL_SSL_PATH') else 'http'; u.urlopen(f\"{s}://127.0.0.1:{os.environ.get('HUB_HUB_PORT') or 8001}/hub/health\", timeout=4, context=ssl._create_unverified_context())"
+
+CMD ["jupyterhub", "-f", "/srv/jupyterhub/jupyterhub_config.py"]

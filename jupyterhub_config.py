@@ -1,0 +1,897 @@
+"""JupyterHub on Docker Swarm, configured from environment variables.
+
+Every variable documented in README.md is read here, in the README's order:
+proxy, hub, spawner, auth. Readers at the top turn strings into typed values
+and raise ConfigError naming the variable, the value and the accepted forms.
+Rule parsers (mounts, GPUs, placement, suffix rules, environment pairs) are
+pure functions, so tests can call them directly. What depends on the user is
+computed fresh for every spawn by SwarmUserSpawner; nothing shared is mutated.
+"""
+
+import asyncio
+import hashlib
+import os
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+# --------------------------------------------------------------------------
+# Typed readers
+# --------------------------------------------------------------------------
+
+
+class ConfigError(SystemExit):
+    """A bad setting. Raised before the hub serves anything.
+
+    It derives from SystemExit on purpose: the hub then exits with status 1
+    and prints only this message (no traceback), naming the variable.
+    """
+
+    def __init__(self, name, value, accepted, secret=False):
+        # secret: True hides the value, a function shows a masked form of it
+        if callable(secret):
+            shown = repr(secret(value))
+        else:
+            shown = "<hidden>" if secret else repr(value)
+        self.variable = name
+        self.message = f"{name}={shown} is invalid: expected {accepted}"
+        super().__init__(f"Configuration error: {self.message}")
+
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+class Env:
+    """Reads variables from a mapping (os.environ in the hub).
+
+    Empty strings count as unset, as docker-compose writes `VAR: ""` for
+    variables an operator left blank.
+    """
+
+    def __init__(self, environ):
+        self.environ = environ
+
+    def raw(self, name):
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name, default=None, required_because=None, secret=False):
+        value = self.raw(name)
+        if value is None:
+            if required_because:
+                raise ConfigError(name, "", f"a value ({required_because})", secret)
+            return default
+        return value
+
+    def bool(self, name, default):
+        value = self.raw(name)
+        if value is None:
+            return default
+        word = value.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ConfigError(name, value, "true/false, 1/0, yes/no or on/off")
+
+    def int(self, name, default, minimum=None, maximum=None):
+        value = self.raw(name)
+        if value is None:
+            return default
+        accepted = "an integer" + _range_text(minimum, maximum)
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ConfigError(name, value, accepted) from None
+        if (minimum is not None and number < minimum) or (
+            maximum is not None and number > maximum
+        ):
+            raise ConfigError(name, value, accepted)
+        return number
+
+    def float(self, name, default, minimum=0.0):
+        value = self.raw(name)
+        if value is None:
+            return default
+        accepted = f"a number >= {minimum:g}"
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, value, accepted) from None
+        if not (number >= minimum) or number in (float("inf"),):
+            raise ConfigError(name, value, accepted)
+        return number
+
+    def choice(self, name, default, choices):
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise ConfigError(name, value, "one of " + ", ".join(choices))
+        return value.lower()
+
+    def port(self, name, default):
+        return self.int(name, default, minimum=1, maximum=65535)
+
+    def bytes(self, name, default):
+        value = self.raw(name) or default
+        try:
+            return parse_bytes(value)
+        except ValueError:
+            raise ConfigError(
+                name, value, "a size like 512M, 4G or a number of bytes"
+            ) from None
+
+    def parsed(self, name, parser, accepted, default=None, secret=False):
+        """Read a structured value with a pure parser raising ValueError."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parser(value)
+        except ValueError as e:
+            raise ConfigError(name, value, f"{accepted} ({e})", secret) from None
+
+
+def _range_text(minimum, maximum):
+    if minimum is not None and maximum is not None:
+        return f" from {minimum} to {maximum}"
+    if minimum is not None:
+        return f" >= {minimum}"
+    return ""
+
+
+# --------------------------------------------------------------------------
+# Pure parsers for structured values
+# --------------------------------------------------------------------------
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_bytes(text):
+    """'4G' -> 4294967296. Units K/M/G/T are powers of 1024, like docker's."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:ib?|b)?", text.strip().lower())
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    number = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if number < 1 and number != 0:
+        raise ValueError(f"size below one byte: {text!r}")
+    return int(number)
+
+
+def split_list(text, sep):
+    """Split on sep, strip items, drop empty ones (trailing separators)."""
+    return [item.strip() for item in text.split(sep) if item.strip()]
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_env_pairs(text):
+    """'A:1;B:http://x' -> {'A': '1', 'B': 'http://x'}: split on the first ':'."""
+    result = {}
+    for item in split_list(text, ";"):
+        name, sep, value = item.partition(":")
+        name = name.strip()
+        if not sep or not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"bad pair {item!r}")
+        result[name] = value.strip()
+    return result
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A GPU request: `count` discrete NVIDIA-GPU generic resources, or
+    `visible` devices exposed through NVIDIA_VISIBLE_DEVICES with no
+    reservation, or neither."""
+
+    count: int = 0
+    visible: str = ""
+
+    @property
+    def wanted(self):
+        return bool(self.count or self.visible)
+
+
+GPU_FORMS = "a positive integer, 0, -1, all, or device_id=<id>[,<id>...]"
+
+
+def parse_gpus(text):
+    text = text.strip()
+    if text in ("", "0"):
+        return Gpu()
+    if text.lower() in ("all", "-1"):
+        return Gpu(visible="all")
+    if text.lower().startswith("device_id="):
+        ids = split_list(text.split("=", 1)[1], ",")
+        if not ids or not all(re.fullmatch(r"[A-Za-z0-9_.:-]+", i) for i in ids):
+            raise ValueError(f"bad device ids in {text!r}")
+        return Gpu(visible=",".join(ids))
+    if re.fullmatch(r"\d+", text) and int(text) > 0:
+        return Gpu(count=int(text))
+    raise ValueError(f"not a GPU setting: {text!r}")
+
+
+_CONSTRAINT = re.compile(r"\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(\S(?:.*\S)?)\s*")
+
+
+def label_key(key):
+    """Swarm matches only node.*/engine.* keys; a bare key means a node label."""
+    if key.startswith(("node.", "engine.")):
+        return key
+    return f"node.labels.{key}"
+
+
+def parse_constraint(text):
+    match = _CONSTRAINT.fullmatch(text)
+    if not match:
+        raise ValueError(f"bad constraint {text!r}, expected key==value or key!=value")
+    key, op, value = match.groups()
+    return f"{label_key(key)}{op}{value}"
+
+
+def parse_constraints(text):
+    return tuple(parse_constraint(item) for item in split_list(text, ","))
+
+
+def parse_preferences(text):
+    """'spread:node.labels.zone' -> (('spread', 'node.labels.zone'),)."""
+    result = []
+    for item in split_list(text, ","):
+        strategy, sep, descriptor = (part.strip() for part in item.partition(":"))
+        if not sep or strategy.lower() != "spread" or not descriptor:
+            raise ValueError(f"bad preference {item!r}, expected spread:<label>")
+        result.append(("spread", label_key(descriptor)))
+    return tuple(result)
+
+
+def parse_platforms(text):
+    """'amd64:linux' -> (('amd64', 'linux'),)."""
+    result = []
+    for item in split_list(text, ","):
+        arch, sep, os_name = (part.strip() for part in item.partition(":"))
+        if not sep or not arch or not os_name:
+            raise ValueError(f"bad platform {item!r}, expected arch:os")
+        result.append((arch, os_name))
+    return tuple(result)
+
+
+_SUFFIX = re.compile(r"[A-Za-z0-9_.]+")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/:@]*")
+
+
+@dataclass(frozen=True)
+class SuffixRule:
+    image: str
+    constraints: tuple = ()
+    gpu: Gpu = None  # None: SPAWNER_USE_GPUS applies
+
+
+def parse_suffix_images(text):
+    """'base:a==1,b==2->img:tag;torch->reg:5000/x' -> {suffix: SuffixRule}."""
+    rules = {}
+    for item in split_list(text, ";"):
+        left, sep, image = item.partition("->")
+        image = image.strip()
+        suffix, _, constraints = (part.strip() for part in left.partition(":"))
+        if not sep or not _SUFFIX.fullmatch(suffix) or not _IMAGE.fullmatch(image):
+            raise ValueError(f"bad rule {item!r}")
+        if suffix.lower() in rules:
+            raise ValueError(f"suffix {suffix!r} given twice")
+        rules[suffix.lower()] = SuffixRule(image, parse_constraints(constraints))
+    return rules
+
+
+def parse_suffix_gpus(text):
+    """'torch->1;big->device_id=0,1' -> {suffix: Gpu}."""
+    rules = {}
+    for item in split_list(text, ";"):
+        suffix, sep, gpus = (part.strip() for part in item.partition("->"))
+        if not sep or not _SUFFIX.fullmatch(suffix):
+            raise ValueError(f"bad rule {item!r}")
+        rules[suffix.lower()] = parse_gpus(gpus)
+    return rules
+
+
+def user_suffix(username):
+    """The part after the last '-', or None: 'alice-torch' -> 'torch'."""
+    stem, sep, suffix = username.rpartition("-")
+    if not sep or not stem or not suffix:
+        return None
+    return suffix.lower()
+
+
+def parse_db_url(url):
+    """Accept the URL forms operators paste; SQLAlchemy needs the driver."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
+        scheme = "postgresql+psycopg2"
+    elif scheme in ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql"):
+        scheme = "mysql+pymysql"
+    elif scheme != "sqlite":
+        raise ValueError(f"unsupported database {parts.scheme!r}")
+    return scheme + url[len(parts.scheme):]
+
+
+def mask_url(url):
+    """The URL with its password replaced, safe for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def parse_http_url(url):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s):// URL")
+    parts.port  # raises ValueError on a bad port
+    return url
+
+
+# --------------------------------------------------------------------------
+# Storage: one swarm volume mount per user
+# --------------------------------------------------------------------------
+
+VOLUME_TYPES = ("local", "nfs3", "nfs4", "cifs")
+DEFAULT_OPTS = {
+    "nfs3": ",rw,vers=3,nolock,soft",
+    "nfs4": ",rw,nfsvers=4,async",
+    "cifs": ",file_mode=0777,dir_mode=0777",
+}
+_VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Storage:
+    type: str = "local"
+    source_name: str = "jupyterhub-user-{username}"
+    target: str = "/home/jovyan/work/persistence"
+    host: str = ""
+    device: str = ""
+    opts: str = ""
+    mkdir_root: str = "/jupyterhub_data"
+    owner: tuple = (1000, 100)
+
+
+def _fill(template, username):
+    try:
+        return template.format(username=username)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"bad placeholder in {template!r}: {e}") from None
+
+
+def split_device(device, username):
+    """Split a remote path into (share root, per-user relative path).
+
+    The root is everything before the first segment with a placeholder; with
+    no placeholder every user still gets a directory of their own below it.
+    """
+    segments = [s for s in device.split("/") if s]
+    for i, segment in enumerate(segments):
+        if "{" in segment:
+            rel = [_fill(s, username) for s in segments[i:]]
+            return "/" + "/".join(segments[:i]), "/".join(rel)
+    return "/" + "/".join(segments), username
+
+
+def storage_mount(storage, username):
+    """The swarm Mount arguments for one user (username already escaped)."""
+    source = _fill(storage.source_name, username)
+    if not _VOLUME_NAME.fullmatch(source) or len(source) > 255:
+        raise ValueError(f"volume name {source!r} is not valid for docker")
+    mount = {"target": storage.target, "source": source, "type": "volume"}
+    if storage.type == "local":
+        return mount
+    if storage.type in ("nfs3", "nfs4"):
+        root, rel = split_device(storage.device.lstrip(":"), username)
+        device = ":" + (root.rstrip("/") + "/" + rel)
+        fstype = "nfs"
+    else:
+        device = storage.device
+        if not device.startswith("//"):
+            device = f"//{storage.host}/{device.lstrip(':/')}"
+        host_part, _, path = device[2:].partition("/")
+        root, rel = split_device(path, username)
+        device = f"//{host_part}{root.rstrip('/')}/{rel}"
+        fstype = "cifs"
+    options = {"type": fstype, "o": f"addr={storage.host}{storage.opts}", "device": device}
+    mount["driver_config"] = {"name": "local", "options": options}
+    return mount
+
+
+def user_directory(storage, username):
+    """Where the hub creates the user's directory on the mounted share, or
+    None for local volumes. Never outside storage.mkdir_root."""
+    if storage.type == "local":
+        return None
+    device = storage.device
+    if storage.type == "cifs" and device.startswith("//"):
+        device = device[2:].partition("/")[2]
+    _, rel = split_device(device.lstrip(":"), username)
+    root = os.path.realpath(storage.mkdir_root)
+    path = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([root, path]) != root or path == root:
+        raise ValueError(f"user directory {rel!r} escapes {root}")
+    return path
+
+
+# --------------------------------------------------------------------------
+# What a user gets: image, placement, GPUs
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    constraints: tuple = ()
+    preferences: tuple = ()
+    platforms: tuple = ()
+
+
+@dataclass(frozen=True)
+class UserPlan:
+    image: str
+    constraints: tuple
+    gpu: Gpu
+
+
+def plan_for_user(username, image, constraints, gpu, suffix_rules):
+    """Image, constraints and GPUs for one user; the inputs are not changed."""
+    rule = suffix_rules.get(user_suffix(username) or "")
+    if rule is None:
+        return UserPlan(image, tuple(constraints), gpu)
+    extra = tuple(c for c in rule.constraints if c not in constraints)
+    return UserPlan(
+        rule.image,
+        tuple(constraints) + extra,
+        gpu if rule.gpu is None else rule.gpu,
+    )
+
+
+def merge_gpu_rules(image_rules, gpu_rules):
+    """Attach SPAWNER_CONSTRAINT_WITH_GPUS to SPAWNER_CONSTRAINT_IMAGES rules."""
+    unknown = sorted(set(gpu_rules) - set(image_rules))
+    if unknown:
+        raise ValueError(f"no image rule for suffix {', '.join(unknown)}")
+    return {
+        suffix: SuffixRule(rule.image, rule.constraints, gpu_rules.get(suffix))
+        for suffix, rule in image_rules.items()
+    }
+
+
+def service_name(prefix, escaped_username, limit=63):
+    """Docker service names are DNS labels: at most 63 characters."""
+    name = f"{prefix}-{escaped_username}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: limit - 11]}-{digest}"
+
+
+# --------------------------------------------------------------------------
+# The spawner
+# --------------------------------------------------------------------------
+
+from dockerspawner import SwarmSpawner  # noqa: E402
+from docker.types import DriverConfig, Mount  # noqa: E402
+
+# Task states in which swarm will not make this task run any more.
+FINAL_STATES = {"failed", "rejected", "shutdown", "orphaned", "complete", "remove"}
+# Pending reasons that no amount of waiting fixes.
+HOPELESS_PENDING = ("constraints not satisfied", "unsupported platform", "no such image")
+
+
+class SpawnFailed(Exception):
+    """A user server that swarm could not run, with swarm's reason."""
+
+
+class SwarmUserSpawner(SwarmSpawner):
+    """SwarmSpawner with real volume mounts, per-user rules and task-address
+    routing. Class attributes below are set once from the environment and
+    never changed; each spawn derives its own values from them."""
+
+    storage = Storage()
+    base_constraints = ()
+    placement = Placement()
+    default_gpu = Gpu()
+    suffix_rules = {}
+    resource_wait = 60
+    chown_local_volume = True
+
+    def _object_name_default(self):
+        return service_name(self.prefix, self.escaped_name)
+
+    # -- per-user values ---------------------------------------------------
+    def user_plan(self):
+        return plan_for_user(
+            self.user.name,
+            self.image,
+            self.base_constraints,
+            self.default_gpu,
+            self.suffix_rules,
+        )
+
+    @property
+    def mounts(self):
+        """Swarm `type=volume` mounts (SwarmSpawner would make bind mounts,
+        which swarm rejects for named volumes)."""
+        spec = storage_mount(self.storage, self.escaped_name)
+        driver = spec.pop("driver_config", None)
+        if driver:
+            spec["driver_config"] = DriverConfig(driver["name"], driver["options"])
+        return [Mount(**spec)]
+
+    def get_env(self):
+        env = super().get_env()
+        gpu = self._plan.gpu if getattr(self, "_plan", None) else self.default_gpu
+        if gpu.visible:
+            env["NVIDIA_VISIBLE_DEVICES"] = gpu.visible
+        if self.storage.type == "local" and self.chown_local_volume:
+            # docker-stacks images start as root, chown this, then drop to
+            # the notebook user: a new named volume is root-owned.
+            env.setdefault("CHOWN_EXTRA", self.storage.target)
+        return env
+
+    async def start(self):
+        plan = self._plan = self.user_plan()
+        self.image = plan.image
+        self.extra_placement_spec = {
+            "constraints": list(plan.constraints) or None,
+            "preferences": list(self.placement.preferences) or None,
+            "platforms": list(self.placement.platforms) or None,
+        }
+        self.extra_resources_spec = (
+            {"generic_resources": {"NVIDIA-GPU": plan.gpu.count}} if plan.gpu.count else {}
+        )
+        if self.storage.type == "local" and self.chown_local_volume:
+            self.extra_container_spec = {"user": "root"}
+        self._events = []
+        await self._make_user_directory()
+        return await super().start()
+
+    async def _make_user_directory(self):
+        path = user_directory(self.storage, self.escaped_name)
+        if path is None:
+            return
+        root = self.storage.mkdir_root
+        if not os.path.isdir(root):
+            self.log.info("%s is not mounted in the hub; not creating %s", root, path)
+            return
+        os.makedirs(path, exist_ok=True)
+        try:
+            os.chown(path, *self.storage.owner)
+        except OSError as e:
+            self.log.warning("Could not chown %s: %s", path, e)
+
+    # -- waiting for the task, with swarm's reasons --------------------------
+    def _event(self, progress, message):
+        self._events.append({"progress": progress, "message": message})
+        self.log.info("%s: %s", self.service_name, message)
+
+    async def progress(self):
+        shown = 0
+        while True:
+            events = getattr(self, "_events", [])
+            while shown < len(events):
+                yield events[shown]
+                shown += 1
+            if self._spawn_future is not None and self._spawn_future.done():
+                return
+            await asyncio.sleep(0.25)
+
+    async def _tasks(self):
+        return await self.docker("tasks", filters={"service": self.service_name})
+
+    async def start_object(self):
+        started = time.monotonic()
+        last = None
+        while True:
+            tasks = sorted(await self._tasks(), key=lambda t: t.get("CreatedAt", ""))
+            if tasks:
+                task = tasks[-1]
+                status = task.get("Status", {})
+                state = status.get("State", "")
+                reason = status.get("Err") or status.get("Message") or ""
+                if state == "running":
+                    return
+                if state in FINAL_STATES:
+                    await self._fail(f"swarm {state} the task: {reason}")
+                waited = time.monotonic() - started
+                if state == "pending" and status.get("Err"):
+                    err = status["Err"]
+                    if any(h in err for h in HOPELESS_PENDING) and waited > 2:
+                        await self._fail(err)
+                    if waited > self.resource_wait:
+                        await self._fail(f"{err} (waited {waited:.0f}s)")
+                if (state, reason) != last:
+                    last = (state, reason)
+                    progress = {"pending": 20, "assigned": 30, "preparing": 40}.get(state, 50)
+                    text = {"pending": "waiting for a node", "preparing": "preparing (pulling image)"}
+                    self._event(progress, f"{text.get(state, state)}: {reason}".rstrip(": "))
+            await asyncio.sleep(0.25)
+
+    async def _fail(self, reason):
+        try:
+            await self.remove_object()
+        except Exception as e:  # the service may be gone already
+            self.log.warning("Could not remove %s: %s", self.service_name, e)
+        self.object_id = ""
+        raise SpawnFailed(f"Your server could not start: {reason}")
+
+    async def get_ip_and_port(self):
+        """The running task's own address on the user network.
+
+        The service name may still resolve to the previous server's container
+        for a few seconds after a stop; the task address cannot.
+        """
+        for task in await self._tasks():
+            if task.get("Status", {}).get("State") != "running":
+                continue
+            for attachment in task.get("NetworksAttachments", []):
+                if attachment["Network"]["Spec"]["Name"] == self.network_name:
+                    return attachment["Addresses"][0].split("/")[0], self.port
+        raise SpawnFailed(f"no running task of {self.service_name} on {self.network_name}")
+
+
+# --------------------------------------------------------------------------
+# Building the configuration
+# --------------------------------------------------------------------------
+
+BUILTIN_PROXY_API_PORT = 8081
+
+
+def configure(c, environ):
+    env = Env(environ)
+
+    # -- Proxy: started by the hub, or an external configurable-http-proxy ----
+    proxy_should_start = env.bool("PROXY_SHOULD_START", True)
+    if not proxy_should_start:
+        why = "required when PROXY_SHOULD_START is false"
+        c.ConfigurableHTTPProxy.should_start = False
+        c.ConfigurableHTTPProxy.api_url = env.parsed(
+            "PROXY_API_URL", parse_http_url, "an http(s)://host:port URL"
+        ) or env.str("PROXY_API_URL", required_because=why)
+        c.ConfigurableHTTPProxy.auth_token = env.str(
+            "CONFIGPROXY_AUTH_TOKEN", required_because=why, secret=True
+        )
+    else:
+        # The hub's own port defaults to 8001, configurable-http-proxy's API
+        # port too: the built-in proxy's API moves to 127.0.0.1:8081.
+        c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{BUILTIN_PROXY_API_PORT}"
+        token = env.str("CONFIGPROXY_AUTH_TOKEN", secret=True)
+        if token:
+            c.ConfigurableHTTPProxy.auth_token = token
+
+    # -- Hub ------------------------------------------------------------------
+    hub_port = env.port("HUB_HUB_PORT", 8001)
+    public_port = env.port("HUB_PORT", 8000)
+    if public_port in (8001, 8081) or public_port == hub_port:
+        raise ConfigError(
+            "HUB_PORT", str(public_port),
+            f"a port other than 8001, 8081 and HUB_HUB_PORT ({hub_port})",
+        )
+    if proxy_should_start and hub_port == BUILTIN_PROXY_API_PORT:
+        raise ConfigError(
+            "HUB_HUB_PORT", str(hub_port),
+            "a port other than 8081 (the built-in proxy's API port)",
+        )
+    c.JupyterHub.port = public_port
+    c.JupyterHub.hub_ip = "0.0.0.0"
+    c.JupyterHub.hub_port = hub_port
+    c.JupyterHub.hub_connect_ip = env.str("HUB_CONNECT_IP", "jupyterhub")
+
+    ssl_key, ssl_cert = env.str("HUB_SSL_KEY"), env.str("HUB_SSL_CERT")
+    if bool(ssl_key) != bool(ssl_cert):
+        missing = "HUB_SSL_CERT" if ssl_key else "HUB_SSL_KEY"
+        raise ConfigError(missing, "", "a path, since HUB_SSL_KEY and HUB_SSL_CERT go together")
+    if ssl_key:
+        c.JupyterHub.ssl_key = ssl_key
+        c.JupyterHub.ssl_cert = ssl_cert
+
+    c.JupyterHub.cookie_secret_file = env.str(
+        "HUB_COOKIE_SECRET_FILE", "/data/jupyterhub_cookie_secret"
+    )
+    c.JupyterHub.db_url = env.parsed(
+        "HUB_DB_URL",
+        parse_db_url,
+        "sqlite:///<path>, postgresql://..., postgres://..., mysql://... or mysql+pymysql://...",
+        default="sqlite:////data/jupyterhub.sqlite",
+        secret=mask_url,
+    )
+    for trait, name, default in HUB_INTEGERS:
+        setattr(c.JupyterHub, trait, env.int(name, default, minimum=0))
+    internal_ssl_path = env.str("HUB_INTERNAL_SSL_PATH")
+    if internal_ssl_path:
+        c.JupyterHub.internal_ssl = True
+        c.JupyterHub.internal_certs_location = internal_ssl_path
+    # User servers outlive the hub: a hub restart must not stop them.
+    c.JupyterHub.cleanup_servers = False
+
+    # -- Spawner: one swarm service per user ---------------------------------
+    c.JupyterHub.spawner_class = SwarmUserSpawner
+    spawner = c.SwarmUserSpawner
+    spawner.image = env.str("SPAWNER_NOTEBOOK_IMAGE", "jupyter/base-notebook:notebook-6.5.4")
+    spawner.pull_policy = env.choice(
+        "SPAWNER_PULL_POLICY", "ifnotpresent", ("ifnotpresent", "always", "never", "skip")
+    )
+    spawner.network_name = env.str(
+        "SPAWNER_NETWORK_NAME", required_because="the overlay network user servers join"
+    )
+    spawner.use_internal_ip = True
+    notebook_dir = env.str("SPAWNER_NOTEBOOK_DIR", "/home/jovyan/work")
+    if not notebook_dir.startswith("/"):
+        raise ConfigError("SPAWNER_NOTEBOOK_DIR", notebook_dir, "an absolute path")
+    spawner.notebook_dir = notebook_dir
+
+    storage = read_storage(env, notebook_dir)
+    SwarmUserSpawner.storage = storage
+
+    cpu_limit = env.float("SPAWNER_CPU_LIMIT", 2.0)
+    cpu_guarantee = env.float("SPAWNER_CPU_GUARANTEE", 1.0)
+    mem_limit = env.bytes("SPAWNER_MEM_LIMIT", "4G")
+    mem_guarantee = env.bytes("SPAWNER_MEM_GUARANTEE", "1G")
+    if cpu_limit and cpu_guarantee > cpu_limit:
+        raise ConfigError("SPAWNER_CPU_GUARANTEE", str(cpu_guarantee),
+                          f"at most SPAWNER_CPU_LIMIT ({cpu_limit:g})")
+    if mem_limit and mem_guarantee > mem_limit:
+        raise ConfigError("SPAWNER_MEM_GUARANTEE", env.raw("SPAWNER_MEM_GUARANTEE") or "1G",
+                          "at most SPAWNER_MEM_LIMIT")
+    spawner.cpu_limit = cpu_limit or None
+    spawner.cpu_guarantee = cpu_guarantee or None
+    spawner.mem_limit = mem_limit or None
+    spawner.mem_guarantee = mem_guarantee or None
+
+    spawner.environment = env.parsed(
+        "SPAWNER_ENVIRONMENT", parse_env_pairs, "NAME:value pairs separated by ';'", default={}
+    )
+    endpoint_mode = env.choice("SPAWNER_ENDPOINT_MODE", None, ("vip", "dnsrr"))
+    spawner.extra_endpoint_spec = {"mode": endpoint_mode} if endpoint_mode else {}
+    spawn_cmd = env.parsed(
+        "SPAWNER_SPAWN_CMD", _parse_command, "a command line", default=["start-singleuser.sh"]
+    )
+    spawner.cmd = spawn_cmd
+    if not env.bool("SPAWNER_REMOVE", True):
+        # Swarm always removes a stopped user's service; only the persistent
+        # volume survives a stop, whatever this says.
+        print("jupyterhub_config: SPAWNER_REMOVE=false has no effect on swarm")
+    spawner.debug = env.bool("SPAWNER_DEBUG", True)
+    for trait, name, default in SPAWNER_INTEGERS:
+        setattr(spawner, trait, env.int(name, default, minimum=0))
+    SwarmUserSpawner.resource_wait = env.int("SPAWNER_RESOURCE_WAIT", 60, minimum=0)
+
+    SwarmUserSpawner.default_gpu = env.parsed("SPAWNER_USE_GPUS", parse_gpus, GPU_FORMS, Gpu())
+    SwarmUserSpawner.base_constraints = env.parsed(
+        "SPAWNER_CONSTRAINTS", parse_constraints, "key==value constraints separated by ','", ()
+    )
+    SwarmUserSpawner.placement = Placement(
+        preferences=env.parsed(
+            "SPAWNER_PREFERENCE", parse_preferences, "spread:<label> separated by ','", ()
+        ),
+        platforms=env.parsed(
+            "SPAWNER_PLATFORM", parse_platforms, "arch:os pairs separated by ','", ()
+        ),
+    )
+    image_rules = env.parsed(
+        "SPAWNER_CONSTRAINT_IMAGES", parse_suffix_images,
+        "suffix[:constraint,...]->image rules separated by ';'", {},
+    )
+    gpu_rules = env.parsed(
+        "SPAWNER_CONSTRAINT_WITH_GPUS", parse_suffix_gpus,
+        f"suffix->gpus rules separated by ';' (gpus: {GPU_FORMS})", {},
+    )
+    try:
+        SwarmUserSpawner.suffix_rules = merge_gpu_rules(image_rules, gpu_rules)
+    except ValueError as e:
+        raise ConfigError(
+            "SPAWNER_CONSTRAINT_WITH_GPUS", env.raw("SPAWNER_CONSTRAINT_WITH_GPUS"),
+            f"suffixes that SPAWNER_CONSTRAINT_IMAGES has rules for ({e})",
+        ) from None
+
+    # -- Auth: NativeAuthenticator -------------------------------------------
+    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    c.Authenticator.admin_users = set(
+        split_list(env.str("AUTH_ADMIN_USER", "admin"), ",")
+    )
+    # JupyterHub 5 allows nobody by default; NativeAuthenticator's own
+    # approval step is what decides who may log in.
+    c.Authenticator.allow_all = True
+    auth = c.NativeAuthenticator
+    auth.check_common_password = env.bool("AUTH_CHECK_COMMON_PASSWORD", False)
+    for trait, name, default in AUTH_INTEGERS:
+        setattr(auth, trait, env.int(name, default, minimum=0))
+    auth.enable_signup = env.bool("AUTH_ENABLE_SIGNUP", True)
+    auth.open_signup = env.bool("AUTH_OPEN_SIGNUP", False)
+    return c
+
+
+# (trait, variable, default): plain integers, one place to read and change.
+HUB_INTEGERS = [
+    ("active_server_limit", "HUB_ACTIVE_SERVER_LIMIT", 100),
+    ("active_user_window", "HUB_ACTIVE_USER_WINDOW", 1800),
+    ("activity_resolution", "HUB_ACTIVITY_RESOLUTION", 30),
+    ("concurrent_spawn_limit", "HUB_CONCURRENT_SPAWN_LIMIT", 20),
+    ("init_spawners_timeout", "HUB_INIT_SPAWNERS_TIMEOUT", 60),
+]
+SPAWNER_INTEGERS = [
+    ("consecutive_failure_limit", "SPAWNER_CONSECUTIVE_FAILURE_LIMIT", 0),
+    ("poll_interval", "SPAWNER_POLL_INTERVAL", 30),
+    ("start_timeout", "SPAWNER_START_TIMEOUT", 120),
+]
+AUTH_INTEGERS = [
+    ("minimum_password_length", "AUTH_MINIMUM_PASSWORD_LENGTH", 6),
+    ("allowed_failed_logins", "AUTH_ALLOWED_FAILED_LOGINS", 3),
+    ("seconds_before_next_try", "AUTH_SECONDS_BEFORE_NEXT_TRY", 1200),
+]
+
+
+def _parse_command(text):
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    if not words:
+        raise ValueError("empty command")
+    return words
+
+
+def read_storage(env, notebook_dir):
+    kind = env.choice("SPAWNER_PERSISTENCE_VOLUME_TYPE", "local", VOLUME_TYPES)
+    subpath = env.str("SPAWNER_PERSISTENCE_VOLUME_TARGET_SUBPATH", "/persistence")
+    if not subpath.startswith("/"):
+        raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_TARGET_SUBPATH", subpath,
+                          "a path starting with '/'")
+    source_name = env.str("SPAWNER_PERSISTENCE_VOLUME_SOURCE_NAME", "jupyterhub-user-{username}")
+    host = device = opts = ""
+    if kind in ("nfs3", "nfs4"):
+        why = f"required when SPAWNER_PERSISTENCE_VOLUME_TYPE is {kind}"
+        host = env.str("SPAWNER_PERSISTENCE_NFS_HOST", required_because=why)
+        device = env.str("SPAWNER_PERSISTENCE_NFS_DEVICE", required_because=why)
+        opts = env.str("SPAWNER_PERSISTENCE_NFS_OPTS", DEFAULT_OPTS[kind])
+        if not device.lstrip(":").startswith("/"):
+            raise ConfigError("SPAWNER_PERSISTENCE_NFS_DEVICE", device, "a path like :/export/dir")
+    elif kind == "cifs":
+        why = "required when SPAWNER_PERSISTENCE_VOLUME_TYPE is cifs"
+        host = env.str("SPAWNER_PERSISTENCE_CIFS_HOST", required_because=why)
+        device = env.str("SPAWNER_PERSISTENCE_CIFS_DEVICE", required_because=why)
+        opts = env.str("SPAWNER_PERSISTENCE_CIFS_OPTS", DEFAULT_OPTS["cifs"], secret=True)
+    if opts and not opts.startswith(","):
+        opts = "," + opts
+    owner_text = env.str("SPAWNER_PERSISTENCE_VOLUME_OWNER", "1000:100")
+    match = re.fullmatch(r"(\d+):(\d+)", owner_text)
+    if not match:
+        raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_OWNER", owner_text, "uid:gid, like 1000:100")
+    storage = Storage(
+        type=kind,
+        source_name=source_name,
+        target=notebook_dir.rstrip("/") + subpath,
+        host=host,
+        device=device,
+        opts=opts,
+        mkdir_root=env.str("SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH", "/jupyterhub_data"),
+        owner=(int(match.group(1)), int(match.group(2))),
+    )
+    # Check the templates now, with a sample name, not at a user's first spawn.
+    sample = "sample-2duser"
+    try:
+        storage_mount(Storage(source_name=source_name, target=storage.target), sample)
+    except ValueError as e:
+        raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_SOURCE_NAME", source_name,
+                          f"a docker volume name, may contain {{username}} ({e})") from None
+    try:
+        storage_mount(storage, sample)
+    except ValueError as e:
+        name = "SPAWNER_PERSISTENCE_%s_DEVICE" % ("CIFS" if kind == "cifs" else "NFS")
+        raise ConfigError(name, device, f"a path, may contain {{username}} ({e})") from None
+    return storage
+
+
+if "get_config" in globals():
+    configure(get_config(), os.environ)  # noqa: F821

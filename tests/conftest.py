@@ -1,0 +1,53 @@
+"""Shared helpers: load the real jupyterhub_config.py the way the hub does."""
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from traitlets.config.loader import PyFileConfigLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILE = ROOT / "jupyterhub_config.py"
+MINIMAL_ENV = {"SPAWNER_NETWORK_NAME": "jupyterhub_network"}
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@contextmanager
+def environment(env):
+    """os.environ holds exactly `env` inside the block."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def load_config(env=None, **overrides):
+    """The Config object JupyterHub would get from jupyterhub_config.py."""
+    env = dict(MINIMAL_ENV if env is None else env, **overrides)
+    with environment(env):
+        return PyFileConfigLoader(CONFIG_FILE.name, path=str(ROOT)).load_config()
+
+
+def config_error(env=None, **overrides):
+    """The configuration error message for this environment (fails if none)."""
+    with pytest.raises(SystemExit) as info:
+        load_config(env, **overrides)
+    assert info.value.code != 0
+    return str(info.value.code)
+
+
+def namespace(cfg):
+    """The module namespace of the loaded config file (its parser functions)."""
+    return cfg.JupyterHub.spawner_class.start.__globals__
+
+
+@pytest.fixture(scope="session")
+def ns():
+    return namespace(load_config())

@@ -1,0 +1,69 @@
+"""Build a user's spawner exactly as the hub does (real ORM, real User), and
+record the service spec it sends, for unit tests of what depends on the user.
+The real-swarm tests in tests/e2e check the same specs against dockerd."""
+
+import asyncio
+
+from docker.errors import NotFound
+from jupyterhub import orm
+from jupyterhub.objects import Hub
+from jupyterhub.user import User
+
+
+class _Response:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+class RecordingDocker:
+    """Stands in for the docker client calls of one spawn."""
+
+    def __init__(self, network):
+        self.network = network
+        self.created = None
+
+    async def __call__(self, method, *args, **kwargs):
+        if method in ("inspect_service", "inspect_image"):
+            if method == "inspect_service" and self.created is None:
+                raise NotFound("no such service", response=_Response(404))
+            return {"ID": "svc123", "Id": "img"}
+        if method == "create_service":
+            self.created = kwargs
+            return {"ID": "svc123"}
+        if method == "tasks":
+            return [{
+                "CreatedAt": "1",
+                "Status": {"State": "running"},
+                "NetworksAttachments": [{
+                    "Network": {"Spec": {"Name": self.network}},
+                    "Addresses": ["10.0.9.7/24"],
+                }],
+            }]
+        raise AssertionError(f"unexpected docker call {method}")
+
+
+def make_spawner(cfg, username):
+    db = orm.new_session_factory("sqlite://")()
+    orm_user = orm.User(name=username)
+    db.add(orm_user)
+    db.commit()
+    settings = {
+        "spawner_class": cfg.JupyterHub.spawner_class,
+        "config": cfg,
+        "hub": Hub(ip="jupyterhub", port=8001, base_url="/hub/"),
+        "base_url": "/",
+        "domain": "",
+    }
+    user = User(orm_user, settings, db=db)
+    spawner = user.spawners[""]
+    spawner.api_token = "token-for-tests"
+    return spawner
+
+
+def spawn_spec(cfg, username):
+    """(create_service kwargs, (ip, port)) of one start() of `username`."""
+    spawner = make_spawner(cfg, username)
+    fake = RecordingDocker(spawner.network_name)
+    spawner.docker = fake
+    address = asyncio.run(spawner.start())
+    return fake.created, address, spawner
