@@ -9,6 +9,9 @@ RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
 COPY jupyterhub_config.py /srv/jupyterhub/jupyterhub_config.py
+# The configuration check: docker run --rm --env-file my.env <image> jupyterhub-swarm-check [user ...]
+RUN printf '#!/bin/sh\nexec python3 /srv/jupyterhub/jupyterhub_config.py "$@"\n' > /usr/local/bin/jupyterhub-swarm-check \
+ && chmod 755 /usr/local/bin/jupyterhub-swarm-check
 WORKDIR /srv/jupyterhub
 
 # /data holds the cookie secret and the SQLite database: mount a volume there.

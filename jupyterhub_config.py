@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -29,60 +30,92 @@ class ConfigError(SystemExit):
     and prints only this message (no traceback), naming the variable.
     """
 
-    def __init__(self, name, value, accepted, secret=False):
+    def __init__(self, name, value, accepted, secret=False, problem=None):
         # secret: True hides the value, a function shows a masked form of it
         if callable(secret):
             shown = repr(secret(value))
         else:
             shown = "<hidden>" if secret else repr(value)
         self.variable = name
-        self.message = f"{name}={shown} is invalid: expected {accepted}"
+        self.message = problem or f"{name}={shown} is invalid: expected {accepted}"
         super().__init__(f"Configuration error: {self.message}")
 
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
+# Secret-bearing variables also accept <NAME>_FILE, a file holding the value
+# (docker secrets: /run/secrets/<name>), as the official database images do.
+SECRET_FILES = {
+    "CONFIGPROXY_AUTH_TOKEN": "CONFIGPROXY_AUTH_TOKEN_FILE",
+    "HUB_DB_URL": "HUB_DB_URL_FILE",
+    "SPAWNER_PERSISTENCE_CIFS_OPTS": "SPAWNER_PERSISTENCE_CIFS_OPTS_FILE",
+    "AUTH_ADMIN_PASSWORD": "AUTH_ADMIN_PASSWORD_FILE",
+}
+
 
 class Env:
     """Reads variables from a mapping (os.environ in the hub).
 
     Empty strings count as unset, as docker-compose writes `VAR: ""` for
-    variables an operator left blank.
+    variables an operator left blank. Every read is recorded in `report`
+    (name -> (effective value, source)) for the configuration check.
     """
 
     def __init__(self, environ):
         self.environ = environ
+        self.report = {}
 
-    def raw(self, name):
+    def _get(self, name):
         value = self.environ.get(name)
         if value is None or value.strip() == "":
             return None
         return value.strip()
+
+    def raw(self, name):
+        value, source = self._get(name), "env"
+        file_var = SECRET_FILES.get(name)
+        path = self._get(file_var) if file_var else None
+        if path is not None:
+            if value is not None:
+                raise ConfigError(file_var, path, f"either {name} or {file_var}, not both")
+            try:
+                with open(path, encoding="utf-8") as f:
+                    value, source = f.read().strip() or None, "file " + path
+            except OSError as e:
+                raise ConfigError(file_var, path, f"a readable file ({e.strerror})") from None
+        self.report[name] = (value, source if value is not None else "default")
+        return value
+
+    def record(self, name, value):
+        """Note the effective value (after defaults) of a variable read."""
+        source = self.report.get(name, (None, "default"))[1]
+        self.report[name] = (value, source)
+        return value
 
     def str(self, name, default=None, required_because=None, secret=False):
         value = self.raw(name)
         if value is None:
             if required_because:
                 raise ConfigError(name, "", f"a value ({required_because})", secret)
-            return default
+            return self.record(name, default)
         return value
 
     def bool(self, name, default):
         value = self.raw(name)
         if value is None:
-            return default
+            return self.record(name, default)
         word = value.lower()
         if word in TRUE_WORDS:
-            return True
+            return self.record(name, True)
         if word in FALSE_WORDS:
-            return False
+            return self.record(name, False)
         raise ConfigError(name, value, "true/false, 1/0, yes/no or on/off")
 
     def int(self, name, default, minimum=None, maximum=None):
         value = self.raw(name)
         if value is None:
-            return default
+            return self.record(name, default)
         accepted = "an integer" + _range_text(minimum, maximum)
         try:
             number = int(value, 10)
@@ -92,12 +125,12 @@ class Env:
             maximum is not None and number > maximum
         ):
             raise ConfigError(name, value, accepted)
-        return number
+        return self.record(name, number)
 
     def float(self, name, default, minimum=0.0):
         value = self.raw(name)
         if value is None:
-            return default
+            return self.record(name, default)
         accepted = f"a number >= {minimum:g}"
         try:
             number = float(value)
@@ -105,15 +138,15 @@ class Env:
             raise ConfigError(name, value, accepted) from None
         if not (number >= minimum) or number in (float("inf"),):
             raise ConfigError(name, value, accepted)
-        return number
+        return self.record(name, number)
 
     def choice(self, name, default, choices):
         value = self.raw(name)
         if value is None:
-            return default
+            return self.record(name, default)
         if value.lower() not in choices:
             raise ConfigError(name, value, "one of " + ", ".join(choices))
-        return value.lower()
+        return self.record(name, value.lower())
 
     def port(self, name, default):
         return self.int(name, default, minimum=1, maximum=65535)
@@ -121,7 +154,7 @@ class Env:
     def bytes(self, name, default):
         value = self.raw(name) or default
         try:
-            return parse_bytes(value)
+            return self.record(name, parse_bytes(value))
         except ValueError:
             raise ConfigError(
                 name, value, "a size like 512M, 4G or a number of bytes"
@@ -131,11 +164,13 @@ class Env:
         """Read a structured value with a pure parser raising ValueError."""
         value = self.raw(name)
         if value is None:
-            return default
+            return self.record(name, default)
         try:
-            return parser(value)
+            parsed = parser(value)
         except ValueError as e:
             raise ConfigError(name, value, f"{accepted} ({e})", secret) from None
+        self.record(name, value)  # the text as given reads best in the check
+        return parsed
 
 
 def _range_text(minimum, maximum):
@@ -642,14 +677,118 @@ class SwarmUserSpawner(SwarmSpawner):
 
 
 # --------------------------------------------------------------------------
+# Accounts
+# --------------------------------------------------------------------------
+
+from nativeauthenticator import NativeAuthenticator  # noqa: E402
+from nativeauthenticator.orm import UserInfo  # noqa: E402
+
+# Lowercase letters, digits, '.', '_' and '-', starting with a letter or
+# digit, at most 32 characters: names that stay valid and distinct as docker
+# service, volume and directory names. JupyterHub lowercases names first.
+DEFAULT_USERNAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,31}"
+
+
+class SwarmNativeAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator whose admin accounts can be set up at start-up
+    (AUTH_ADMIN_PASSWORD), so nobody can claim an admin name by signing up."""
+
+    admin_password = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.admin_password:
+            self.bootstrap_admins(self.admin_password)
+        elif self.enable_signup:
+            for name in sorted(self.admin_users):
+                if self.get_user(name) is None:
+                    self.log.warning(
+                        "Admin account %r does not exist yet and sign-up is open: whoever "
+                        "signs up first as %r becomes admin. Set AUTH_ADMIN_PASSWORD or "
+                        "AUTH_ADMIN_PASSWORD_FILE to create it at start-up.", name, name)
+
+    def bootstrap_admins(self, password):
+        import bcrypt
+
+        for name in sorted(self.admin_users):
+            name = self.normalize_username(name)
+            info = self.get_user(name)
+            if info is not None and info.is_valid_password(password) and info.is_authorized:
+                continue
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+            if info is None:
+                self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+                self.log.info("Created admin account %r", name)
+            else:
+                info.password, info.is_authorized = hashed, True
+                self.log.info("Reset the password of admin account %r", name)
+        self.db.commit()
+
+
+# --------------------------------------------------------------------------
+# The hub database, checked before the hub starts
+# --------------------------------------------------------------------------
+
+DB_CONNECT_WAIT = 30  # seconds to wait for a database that is still starting
+_AUTH_FAILURES = ("password authentication failed", "access denied", "no password supplied")
+
+
+def check_database(url, upgrade, wait=DB_CONNECT_WAIT):
+    """Connect once and compare schema versions, so a wrong URL, password or
+    schema stops the hub with a message naming the variable to change."""
+    from jupyterhub import orm
+    from sqlalchemy import create_engine
+
+    shown = mask_url(url)
+    password = urlsplit(url).password
+    args = {} if url.startswith("sqlite") else {"connect_timeout": 5}
+    engine = create_engine(url, connect_args=args)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    break
+            except Exception as e:
+                reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
+                if password:
+                    reason = reason.replace(password, "***")
+                final = any(f in reason.lower() for f in _AUTH_FAILURES)
+                if final or time.monotonic() > deadline:
+                    raise ConfigError("HUB_DB_URL", url, "", problem=(
+                        f"HUB_DB_URL={shown!r}: cannot connect to the database: {reason}")) from None
+                time.sleep(2)
+        if not upgrade:
+            try:
+                orm.check_db_revision(engine)
+            except orm.DatabaseSchemaMismatch as e:
+                raise ConfigError("HUB_UPGRADE_DB", "", "", problem=(
+                    f"the database at HUB_DB_URL={shown!r} was made by an older JupyterHub "
+                    f"({str(e).splitlines()[0]}). Back it up, then start the hub once with "
+                    "HUB_UPGRADE_DB=true to upgrade it (SQLite files are copied to a "
+                    "backup next to the database first).")) from None
+    finally:
+        engine.dispose()
+
+
+def running_hub():
+    """True when this file is loaded by a starting `jupyterhub`, not by tests."""
+    try:
+        from jupyterhub.app import JupyterHub
+    except ImportError:
+        return False
+    return JupyterHub.initialized() and not JupyterHub.instance().generate_config
+
+
+# --------------------------------------------------------------------------
 # Building the configuration
 # --------------------------------------------------------------------------
 
 BUILTIN_PROXY_API_PORT = 8081
 
 
-def configure(c, environ):
-    env = Env(environ)
+def configure(c, env):
+    """Fill the JupyterHub config `c` from `env` (an Env)."""
 
     # -- Proxy: started by the hub, or an external configurable-http-proxy ----
     proxy_should_start = env.bool("PROXY_SHOULD_START", True)
@@ -706,6 +845,9 @@ def configure(c, environ):
         default="sqlite:////data/jupyterhub.sqlite",
         secret=mask_url,
     )
+    c.JupyterHub.upgrade_db = upgrade_db = env.bool("HUB_UPGRADE_DB", False)
+    if running_hub():
+        check_database(c.JupyterHub.db_url, upgrade_db)
     for trait, name, default in HUB_INTEGERS:
         setattr(c.JupyterHub, trait, env.int(name, default, minimum=0))
     internal_ssl_path = env.str("HUB_INTERNAL_SSL_PATH")
@@ -714,6 +856,23 @@ def configure(c, environ):
         c.JupyterHub.internal_certs_location = internal_ssl_path
     # User servers outlive the hub: a hub restart must not stop them.
     c.JupyterHub.cleanup_servers = False
+
+    # Idle culling (opt-in): a hub-managed jupyterhub-idle-culler service.
+    cull_timeout = env.int("HUB_CULL_IDLE_TIMEOUT", 0, minimum=0)
+    cull_every = env.int("HUB_CULL_EVERY", 0, minimum=0)
+    cull_max_age = env.int("HUB_CULL_MAX_AGE", 0, minimum=0)
+    if cull_timeout:
+        command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={cull_timeout}"]
+        if cull_every:
+            command.append(f"--cull-every={cull_every}")
+        if cull_max_age:
+            command.append(f"--max-age={cull_max_age}")
+        c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
+        c.JupyterHub.load_roles = [{
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }]
 
     # -- Spawner: one swarm service per user ---------------------------------
     c.JupyterHub.spawner_class = SwarmUserSpawner
@@ -796,19 +955,34 @@ def configure(c, environ):
         ) from None
 
     # -- Auth: NativeAuthenticator -------------------------------------------
-    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-    c.Authenticator.admin_users = set(
-        split_list(env.str("AUTH_ADMIN_USER", "admin"), ",")
-    )
+    c.JupyterHub.authenticator_class = SwarmNativeAuthenticator
+    admins = split_list(env.str("AUTH_ADMIN_USER", "admin"), ",")
+    c.Authenticator.admin_users = set(admins)
     # JupyterHub 5 allows nobody by default; NativeAuthenticator's own
     # approval step is what decides who may log in.
     c.Authenticator.allow_all = True
-    auth = c.NativeAuthenticator
+    pattern = env.str("AUTH_USERNAME_PATTERN", DEFAULT_USERNAME_PATTERN)
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError("AUTH_USERNAME_PATTERN", pattern, f"a regular expression ({e})") from None
+    bad_admins = [a for a in admins if not compiled.fullmatch(a.lower())]
+    if bad_admins:
+        raise ConfigError("AUTH_ADMIN_USER", ",".join(admins),
+                          f"names matching AUTH_USERNAME_PATTERN ({pattern})")
+    c.Authenticator.username_pattern = pattern
+    auth = c.SwarmNativeAuthenticator
     auth.check_common_password = env.bool("AUTH_CHECK_COMMON_PASSWORD", False)
     for trait, name, default in AUTH_INTEGERS:
         setattr(auth, trait, env.int(name, default, minimum=0))
     auth.enable_signup = env.bool("AUTH_ENABLE_SIGNUP", True)
     auth.open_signup = env.bool("AUTH_OPEN_SIGNUP", False)
+    admin_password = env.str("AUTH_ADMIN_PASSWORD", secret=True)
+    if admin_password is not None and len(admin_password) < auth.minimum_password_length:
+        raise ConfigError("AUTH_ADMIN_PASSWORD", admin_password,
+                          f"at least AUTH_MINIMUM_PASSWORD_LENGTH ({auth.minimum_password_length}) characters",
+                          secret=True)
+    SwarmNativeAuthenticator.admin_password = admin_password
     return c
 
 
@@ -893,5 +1067,75 @@ def read_storage(env, notebook_dir):
     return storage
 
 
+# --------------------------------------------------------------------------
+# The configuration check: python3 jupyterhub_config.py [username ...]
+# --------------------------------------------------------------------------
+
+
+def _shown(name, value):
+    if value is None or value == "":
+        return "-"
+    if name == "HUB_DB_URL":
+        return mask_url(str(value))
+    if name in SECRET_FILES:
+        return "<hidden>"
+    if isinstance(value, (tuple, list, set, dict)):
+        return ",".join(map(str, value)) or "-"
+    if not isinstance(value, (str, int, float)):  # parsed defaults
+        return "-"
+    return str(value)
+
+
+def check_main(argv, environ, out=sys.stdout):
+    """Load the configuration as the hub does (nothing is started), print each
+    variable's effective value and where it came from, then what each user
+    named on the command line would get. Bad input exits like the hub."""
+    from dockerspawner import DockerSpawner
+    from traitlets.config import Config
+
+    env = Env(environ)
+    c = configure(Config(), env)
+    print("variable | value | source", file=out)
+    for name in sorted(env.report):
+        value, source = env.report[name]
+        print(f"{name} | {_shown(name, value)} | {source}", file=out)
+    cls = SwarmUserSpawner
+    pattern = re.compile(c.Authenticator.username_pattern)
+    for username in argv:
+        name = username.lower()
+        print(f"\nuser {name}:", file=out)
+        if not pattern.fullmatch(name):
+            print(f"  refused: does not match AUTH_USERNAME_PATTERN ({pattern.pattern})", file=out)
+            continue
+        escaped = DockerSpawner._escape(name)
+        plan = plan_for_user(name, c.SwarmUserSpawner.image, cls.base_constraints,
+                             cls.default_gpu, cls.suffix_rules)
+        mount = storage_mount(cls.storage, escaped)
+        options = mount.get("driver_config", {}).get("options", {})
+        if cls.storage.type == "cifs" and options:
+            options["o"] = f"addr={cls.storage.host},<SPAWNER_PERSISTENCE_CIFS_OPTS hidden>"
+        gpu = (f"{plan.gpu.count} x NVIDIA-GPU" if plan.gpu.count else
+               f"NVIDIA_VISIBLE_DEVICES={plan.gpu.visible}" if plan.gpu.visible else "none")
+        rows = [
+            ("service", service_name("jupyter", escaped)),
+            ("image", plan.image),
+            ("constraints", ", ".join(plan.constraints) or "none"),
+            ("preferences", ", ".join(f"{a}:{b}" for a, b in cls.placement.preferences) or "none"),
+            ("platforms", ", ".join(f"{a}:{b}" for a, b in cls.placement.platforms) or "none"),
+            ("gpus", gpu),
+            ("volume", f"{mount['source']} -> {mount['target']}"),
+        ]
+        if options:
+            rows.append(("volume options", ", ".join(f"{k}={v}" for k, v in options.items())))
+        directory = user_directory(cls.storage, escaped)
+        if directory:
+            rows.append(("directory made by the hub", directory))
+        for key, value in rows:
+            print(f"  {key}: {value}", file=out)
+    return 0
+
+
 if "get_config" in globals():
-    configure(get_config(), os.environ)  # noqa: F821
+    configure(get_config(), Env(os.environ))  # noqa: F821
+elif __name__ == "__main__":
+    sys.exit(check_main(sys.argv[1:], os.environ))

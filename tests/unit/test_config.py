@@ -28,7 +28,7 @@ def test_defaults_follow_the_spec():
     assert sp.debug is True
     assert (sp.consecutive_failure_limit, sp.poll_interval, sp.start_timeout) == (0, 30, 120)
     assert sp.use_internal_ip is True
-    auth = cfg.NativeAuthenticator
+    auth = cfg.SwarmNativeAuthenticator
     assert cfg.Authenticator.admin_users == {"admin"}
     assert cfg.Authenticator.allow_all is True
     assert auth.check_common_password is False
@@ -91,7 +91,7 @@ def test_every_setting_reaches_its_trait():
     assert sp.debug is False
     assert (sp.consecutive_failure_limit, sp.poll_interval, sp.start_timeout) == (4, 11, 300)
     assert cfg.Authenticator.admin_users == {"root", "boss"}
-    auth = cfg.NativeAuthenticator
+    auth = cfg.SwarmNativeAuthenticator
     assert auth.check_common_password is True
     assert (auth.minimum_password_length, auth.allowed_failed_logins,
             auth.seconds_before_next_try) == (12, 5, 60)
@@ -103,7 +103,7 @@ def test_every_setting_reaches_its_trait():
     ("false", False), ("False", False), ("0", False), ("no", False), ("off", False),
 ])
 def test_booleans(word, value):
-    assert load_config(AUTH_OPEN_SIGNUP=word).NativeAuthenticator.open_signup is value
+    assert load_config(AUTH_OPEN_SIGNUP=word).SwarmNativeAuthenticator.open_signup is value
 
 
 def test_empty_values_mean_default():
