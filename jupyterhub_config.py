@@ -681,12 +681,36 @@ class SwarmUserSpawner(SwarmSpawner):
 # --------------------------------------------------------------------------
 
 from nativeauthenticator import NativeAuthenticator  # noqa: E402
+from nativeauthenticator.handlers import SignUpHandler  # noqa: E402
 from nativeauthenticator.orm import UserInfo  # noqa: E402
 
 # Lowercase letters, digits, '.', '_' and '-', starting with a letter or
 # digit, at most 32 characters: names that stay valid and distinct as docker
 # service, volume and directory names. JupyterHub lowercases names first.
 DEFAULT_USERNAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,31}"
+
+
+def anchored(pattern):
+    return rf"(?:{pattern})\Z"
+
+
+class RuledSignUpHandler(SignUpHandler):
+    """Sign-up that says which rule a refused user name breaks."""
+
+    def get_result_message(self, user, human, taken, confirmation_matches, is_admin):
+        alert, message = super().get_result_message(
+            user, human, taken, confirmation_matches, is_admin)
+        name = self.get_body_argument("username", "", strip=False)
+        normalized = self.authenticator.normalize_username(name)
+        if user is None and human and not taken and confirmation_matches and \
+                not self.authenticator.validate_username(normalized):
+            message = (f"The user name {name!r} is not allowed: use lowercase letters, "
+                       "digits, '.', '_' and '-', starting with a letter or digit, "
+                       "at most 32 characters."
+                       if self.authenticator.username_pattern == anchored(DEFAULT_USERNAME_PATTERN) else
+                       f"The user name {name!r} is not allowed: it must match "
+                       f"{self.authenticator.username_pattern}.")
+        return alert, message
 
 
 class SwarmNativeAuthenticator(NativeAuthenticator):
@@ -706,6 +730,10 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
                         "Admin account %r does not exist yet and sign-up is open: whoever "
                         "signs up first as %r becomes admin. Set AUTH_ADMIN_PASSWORD or "
                         "AUTH_ADMIN_PASSWORD_FILE to create it at start-up.", name, name)
+
+    def get_handlers(self, app):
+        return [(path, RuledSignUpHandler if handler is SignUpHandler else handler)
+                for path, handler in super().get_handlers(app)]
 
     def bootstrap_admins(self, password):
         import bcrypt
@@ -970,7 +998,8 @@ def configure(c, env):
     if bad_admins:
         raise ConfigError("AUTH_ADMIN_USER", ",".join(admins),
                           f"names matching AUTH_USERNAME_PATTERN ({pattern})")
-    c.Authenticator.username_pattern = pattern
+    # JupyterHub only anchors the start (re.match): anchor the end too.
+    c.Authenticator.username_pattern = anchored(pattern)
     auth = c.SwarmNativeAuthenticator
     auth.check_common_password = env.bool("AUTH_CHECK_COMMON_PASSWORD", False)
     for trait, name, default in AUTH_INTEGERS:

@@ -92,9 +92,11 @@ def test_check_fails_like_the_hub():
     ("x" * 33, False), ("-lead", False), ("", False),
 ])
 def test_default_username_rule(name, ok):
+    """As the hub checks it: Authenticator.validate_username (re.match)."""
+    from jupyterhub.auth import Authenticator
     cfg = load_config()
-    import re
-    assert bool(re.fullmatch(cfg.Authenticator.username_pattern, name)) is ok
+    auth = Authenticator(config=cfg)
+    assert auth.validate_username(name) is ok
 
 
 def test_admin_names_must_match_the_rule():
