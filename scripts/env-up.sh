@@ -1,0 +1,479 @@
+#!/usr/bin/env bash
+# Bring up everything the tests need on a fresh Debian 12 (bookworm) machine,
+# as root. Idempotent; a second run takes seconds.
+#
+#   1. apt packages: docker.io (Debian's engine 20.10), debootstrap, ...
+#   2. dockerd running (started in the background if the socket is dead)
+#   3. single-node swarm (docker swarm init --advertise-addr 127.0.0.1)
+#   4. local stand-in images (no container registry is reachable here):
+#        jhswarm-standin/rootfs:bookworm-py   debootstrap'ed bookworm + python/node
+#        jhswarm-standin/jupyterhub:5.5.4     for quay.io/jupyterhub/jupyterhub
+#                                             (and the proxy image: has CHP)
+#        jhswarm-standin/notebook:5.5.4       for a docker-stacks base-notebook
+#      Each image carries a label with a hash of its inputs (versions,
+#      Dockerfile, host CA certs, parent image id); it is rebuilt only when
+#      missing or when that hash changed.
+#
+# Environment:
+#   JHSWARM_USE_REAL_IMAGES=1  skip building the stand-ins (tests pull real ones)
+#   JHSWARM_VERIFY=1           re-run the image smoke checks even when cached
+#   DOCKER                     docker client to use (default: first that works)
+set -Eeuo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STANDIN_DIR="${REPO_ROOT}/tests/standin"
+
+# --- pinned versions (a bump changes the tag and/or the cache key) ----------
+DEBIAN_SUITE=bookworm
+JUPYTERHUB_VERSION=5.5.4
+CHP_VERSION=4.6.3
+JUPYTERLAB_VERSION=4.3.8
+IPYKERNEL_VERSION=6.29.5
+ROOTFS_PACKAGES="python3 python3-pip python3-venv nodejs npm ca-certificates curl tini"
+ROOTFS_REV=1   # bump to force a rebuild of the rootfs image
+
+ROOTFS_TAG="jhswarm-standin/rootfs:${DEBIAN_SUITE}-py"
+HUB_TAG="jhswarm-standin/jupyterhub:${JUPYTERHUB_VERSION}"
+NB_TAG="jhswarm-standin/notebook:${JUPYTERHUB_VERSION}"
+KEY_LABEL="org.jhswarm.standin.key"
+
+HOST_APT_PACKAGES="docker.io debootstrap ca-certificates curl"
+
+export DEBIAN_FRONTEND=noninteractive
+export DOCKER_BUILDKIT=0
+DOCKER_PREF="${DOCKER:-}"
+DOCKER=""
+export DOCKER_CLI_HINTS=false
+
+# --- logging / errors --------------------------------------------------------
+T_START=$SECONDS
+log() { printf '[env-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+on_err() {
+    local rc=$? line=$1 cmd=$2
+    log "ERROR: command failed (exit ${rc}) at ${BASH_SOURCE[1]:-$0}:${line}: ${cmd}"
+    exit "${rc}"
+}
+trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
+
+# step NAME CMD... : run CMD, print its duration
+step() {
+    local name=$1 t0=$SECONDS
+    shift
+    log "==> ${name}"
+    "$@"
+    log "<== ${name}: done in $((SECONDS - t0))s"
+}
+
+TMP_PATHS=()
+ROOTFS_WORK=""
+on_exit() {
+    cleanup_rootfs
+    if [ ${#TMP_PATHS[@]} -gt 0 ]; then rm -rf -- "${TMP_PATHS[@]}"; fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+
+# --- 1. host packages ---------------------------------------------------------
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+apt_lists_present() {
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null
+}
+
+install_host_packages() {
+    local missing=() p
+    for p in ${HOST_APT_PACKAGES}; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "all present: ${HOST_APT_PACKAGES}"
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    # keep the docker.io postinst from trying to start a service (no systemd
+    # here; dockerd is started below)
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        TMP_PATHS+=(/usr/sbin/policy-rc.d)
+    fi
+    apt_lists_present || apt-get update -q
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+        log "apt-get install failed; running apt-get update and retrying"
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    command -v dockerd >/dev/null || die "dockerd still missing after installing docker.io"
+    command -v debootstrap >/dev/null || die "debootstrap still missing"
+}
+
+# --- 2. docker engine ---------------------------------------------------------
+docker_answers() { timeout 20 "$1" info >/dev/null 2>&1; }
+
+pick_docker_client() {
+    local c
+    for c in ${DOCKER_PREF} "$(command -v docker || true)" /usr/local/bin/docker /usr/bin/docker; do
+        if [ -z "$c" ] || [ ! -x "$c" ]; then continue; fi
+        if docker_answers "$c"; then
+            DOCKER=$c
+            return 0
+        fi
+    done
+    return 1
+}
+
+# pid of the dockerd serving the default socket, if alive (other dockerd
+# instances with their own -H/--pidfile may run on this machine: ignore them)
+default_dockerd_pid() {
+    local p
+    p="$(cat /var/run/docker.pid 2>/dev/null)" || return 1
+    [ -n "$p" ] && kill -0 "$p" 2>/dev/null && printf '%s\n' "$p"
+}
+
+start_dockerd() {
+    if pick_docker_client; then
+        log "dockerd answers (client ${DOCKER})"
+        return 0
+    fi
+    local pid
+    if pid="$(default_dockerd_pid)"; then
+        log "dockerd (pid ${pid}) exists but does not answer yet; waiting"
+    else
+        # A pid file left by a dockerd that died with the machine blocks start-up.
+        rm -f /var/run/docker.pid
+        log "starting dockerd (log: /var/log/dockerd.log)"
+        setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+        pid=$!
+        disown || true
+    fi
+    local i
+    for i in $(seq 1 90); do
+        if pick_docker_client; then
+            # the preferred client may have been tried before the socket was up
+            DOCKER=""
+            pick_docker_client
+            log "dockerd up after ~${i}s (client ${DOCKER})"
+            return 0
+        fi
+        if ! kill -0 "${pid}" 2>/dev/null; then
+            tail -n 30 /var/log/dockerd.log >&2 || true
+            die "dockerd (pid ${pid}) exited; see /var/log/dockerd.log"
+        fi
+        sleep 1
+    done
+    tail -n 30 /var/log/dockerd.log >&2 || true
+    die "dockerd did not answer within 90s; see /var/log/dockerd.log"
+}
+
+docker() { "${DOCKER}" "$@"; }
+
+# --- 3. swarm ----------------------------------------------------------------
+swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unknown; }
+
+ensure_swarm() {
+    local state i
+    state="$(swarm_state)"
+    # Right after dockerd (re)starts an existing swarm node reports "pending"
+    # for a moment: wait for it to settle before deciding anything.
+    for i in $(seq 1 30); do
+        case "${state}" in active | inactive) break ;; esac
+        sleep 1
+        state="$(swarm_state)"
+    done
+    case "${state}" in
+        active)
+            log "swarm already active" ;;
+        inactive)
+            # tolerate a concurrent `swarm init` by someone else: judged below
+            if docker swarm init --advertise-addr 127.0.0.1 >/dev/null; then
+                log "swarm initialised"
+            fi ;;
+        *)
+            # never `swarm leave --force` here: it would wipe services/secrets
+            die "swarm node state is '${state}' (not active/inactive) after 30s; inspect 'docker info' and fix by hand (e.g. 'docker swarm leave --force' then re-run)" ;;
+    esac
+    state="$(swarm_state)"
+    [ "${state}" = active ] || die "swarm is '${state}', expected 'active'"
+}
+
+# --- 4. stand-in images -------------------------------------------------------
+image_key() {
+    docker image inspect -f "{{ index .Config.Labels \"${KEY_LABEL}\" }}" "$1" 2>/dev/null || true
+}
+image_id() { docker image inspect -f '{{.Id}}' "$1"; }
+sha() { sha256sum | cut -c1-16; }
+
+# Extra CA certificates of this host (a TLS-inspecting egress proxy signs
+# pypi/npm traffic). Prefer the locally added certs; fall back to the bundle.
+host_ca_files() {
+    local files
+    files="$(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort || true)"
+    if [ -n "${files}" ]; then
+        printf '%s\n' "${files}"
+    else
+        echo /etc/ssl/certs/ca-certificates.crt
+    fi
+}
+
+# Debian mirror URL used by this host's apt (deb822 .sources or one-line).
+debian_mirror() {
+    local kind=$1 url   # kind: main | security
+    url="$(
+        {
+            cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+                awk '/^URIs:/ {print $2}'
+            cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+                awk '/^deb[ \t]/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}'
+        } | grep -E '/debian(-security)?/?$' |
+            if [ "${kind}" = security ]; then grep -- '-security'; else grep -v -- '-security'; fi |
+            head -n1 || true
+    )"
+    if [ -z "${url}" ]; then
+        if [ "${kind}" = security ]; then url=http://deb.debian.org/debian-security; else url=http://deb.debian.org/debian; fi
+    fi
+    printf '%s\n' "${url%/}"
+}
+
+
+cleanup_rootfs() {
+    [ -n "${ROOTFS_WORK}" ] || return 0
+    local m
+    # unmount everything below the rootfs, deepest first
+    for m in $(findmnt -rno TARGET | { grep -F "${ROOTFS_WORK}/" || true; } | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    if findmnt -rno TARGET | grep -qF "${ROOTFS_WORK}/"; then
+        log "WARNING: mounts left under ${ROOTFS_WORK}; not deleting it"
+    else
+        rm -rf --one-file-system "${ROOTFS_WORK}"
+    fi
+    ROOTFS_WORK=""
+}
+
+build_rootfs_image() {
+    local mirror secmirror key
+    mirror="$(debian_mirror main)"
+    secmirror="$(debian_mirror security)"
+    key="$(printf '%s\n' "rev=${ROOTFS_REV}" "${DEBIAN_SUITE}" "${ROOTFS_PACKAGES}" | sha)"
+    if [ "$(image_key "${ROOTFS_TAG}")" = "${key}" ]; then
+        log "${ROOTFS_TAG} cached (key ${key})"
+        return 0
+    fi
+    log "building ${ROOTFS_TAG} (mirror ${mirror}, security ${secmirror})"
+
+    ROOTFS_WORK="$(mktemp -d /var/tmp/jhswarm-rootfs.XXXXXX)"
+    local r="${ROOTFS_WORK}/rootfs" t0=$SECONDS
+    debootstrap --variant=minbase "${DEBIAN_SUITE}" "$r" "${mirror}" \
+        >"${ROOTFS_WORK}/debootstrap.log" 2>&1 || {
+        tail -n 40 "${ROOTFS_WORK}/debootstrap.log" >&2
+        [ -f "$r/debootstrap/debootstrap.log" ] && tail -n 40 "$r/debootstrap/debootstrap.log" >&2
+        die "debootstrap failed"
+    }
+    log "debootstrap done in $((SECONDS - t0))s"
+
+    cat >"$r/etc/apt/sources.list" <<EOF
+deb ${mirror} ${DEBIAN_SUITE} main
+deb ${mirror} ${DEBIAN_SUITE}-updates main
+deb ${secmirror} ${DEBIAN_SUITE}-security main
+EOF
+    # The mirror may serve snapshot metadata past its Valid-Until (the host
+    # sets the same); also keep images small like the official ones.
+    cat >"$r/etc/apt/apt.conf.d/90jhswarm" <<'EOF'
+Acquire::Check-Valid-Until "false";
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+EOF
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+    chmod 0755 "$r/usr/sbin/policy-rc.d"
+    cp /etc/resolv.conf "$r/etc/resolv.conf"
+
+    mount -t proc proc "$r/proc"
+    mount --rbind /dev "$r/dev"
+    mount --make-rslave "$r/dev"
+    mount -t sysfs sysfs "$r/sys"
+
+    t0=$SECONDS
+    # shellcheck disable=SC2086
+    chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 HOME=/root /bin/sh -euc "
+            apt-get update -q
+            apt-get install -y -q --no-install-recommends ${ROOTFS_PACKAGES}
+            python3 -m venv /opt/venv
+            /opt/venv/bin/python -m pip --version
+            mkdir -p /srv/jupyterhub
+            apt-get clean
+        " >"${ROOTFS_WORK}/chroot.log" 2>&1 || {
+        tail -n 40 "${ROOTFS_WORK}/chroot.log" >&2
+        die "package installation in the chroot failed"
+    }
+    log "chroot apt install + venv done in $((SECONDS - t0))s"
+
+    for m in "$r/sys" "$r/dev" "$r/proc"; do umount -R "$m"; done
+    if findmnt -rno TARGET | grep -qF "$r/"; then die "mounts still present under $r"; fi
+
+    rm -f "$r/usr/sbin/policy-rc.d"
+    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
+        "$r"/var/cache/debconf/*-old "$r"/tmp/* "$r"/root/.cache
+    : >"$r/etc/resolv.conf"
+
+    t0=$SECONDS
+    tar --numeric-owner --one-file-system -C "$r" -c . |
+        docker import \
+            --change "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+            --change "ENV LANG=C.UTF-8" \
+            --change "ENV LC_ALL=C.UTF-8" \
+            --change "LABEL ${KEY_LABEL}=${key}" \
+            --change 'CMD ["/bin/bash"]' \
+            - "${ROOTFS_TAG}" >/dev/null
+    log "docker import done in $((SECONDS - t0))s"
+    prune_old_standins
+    cleanup_rootfs
+}
+
+# Drop superseded (now untagged) stand-in images so rebuilds don't pile up.
+prune_old_standins() {
+    docker image prune -f --filter "label=${KEY_LABEL}" >/dev/null || true
+}
+
+# docker_build_standin TAG KEY DOCKERFILE CONTEXT_DIR [--build-arg ...]
+docker_build_standin() {
+    local tag=$1 key=$2 dockerfile=$3 ctx=$4
+    shift 4
+    local logf
+    logf="$(mktemp /tmp/jhswarm-build.XXXXXX.log)"
+    if ! DOCKER_BUILDKIT=0 docker build --pull=false --rm --force-rm \
+        -f "${dockerfile}" --label "${KEY_LABEL}=${key}" -t "${tag}" "$@" "${ctx}" \
+        >"${logf}" 2>&1; then
+        tail -n 60 "${logf}" >&2
+        die "docker build of ${tag} failed (full log: ${logf})"
+    fi
+    rm -f "${logf}"
+    prune_old_standins
+}
+
+verify_hub_image() {
+    local out tmp
+    out="$(docker run --rm "${HUB_TAG}" jupyterhub --version)"
+    [ "$(printf '%s' "${out}" | tail -n1)" = "${JUPYTERHUB_VERSION}" ] ||
+        die "${HUB_TAG}: jupyterhub --version printed '${out}'"
+    out="$(docker run --rm --user 65534 --entrypoint /srv/configurable-http-proxy/chp-docker-entrypoint \
+        "${HUB_TAG}" --version)"
+    [ "$(printf '%s' "${out}" | tail -n1)" = "${CHP_VERSION}" ] ||
+        die "${HUB_TAG}: configurable-http-proxy --version printed '${out}'"
+    # pip install in a later classic `docker build` FROM the stand-in must work
+    tmp="$(mktemp -d /tmp/jhswarm-verify.XXXXXX)"
+    TMP_PATHS+=("${tmp}")
+    printf 'FROM %s\nRUN pip install --no-cache-dir six==1.16.0 && python3 -c "import six; print(six.__version__)"\n' \
+        "${HUB_TAG}" >"${tmp}/Dockerfile"
+    if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm -t jhswarm-standin/verify-pip:tmp "${tmp}" \
+        >"${tmp}/build.log" 2>&1; then
+        tail -n 40 "${tmp}/build.log" >&2
+        die "pip install inside a docker build FROM ${HUB_TAG} failed"
+    fi
+    docker image rm jhswarm-standin/verify-pip:tmp >/dev/null
+    rm -rf "${tmp}"
+    log "${HUB_TAG}: jupyterhub ${JUPYTERHUB_VERSION}, configurable-http-proxy ${CHP_VERSION}, pip-in-docker-build OK"
+}
+
+build_hub_image() {
+    local key ctx f
+    key="$(
+        {
+            echo "${JUPYTERHUB_VERSION} ${CHP_VERSION}"
+            image_id "${ROOTFS_TAG}"
+            cat "${STANDIN_DIR}/jupyterhub.Dockerfile" "${STANDIN_DIR}/chp-docker-entrypoint"
+            host_ca_files | while read -r f; do cat "$f"; done
+        } | sha
+    )"
+    if [ "$(image_key "${HUB_TAG}")" = "${key}" ]; then
+        log "${HUB_TAG} cached (key ${key})"
+        [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_hub_image
+        return 0
+    fi
+    log "building ${HUB_TAG}"
+    ctx="$(mktemp -d /tmp/jhswarm-hubctx.XXXXXX)"
+    TMP_PATHS+=("${ctx}")
+    mkdir "${ctx}/host-ca"
+    host_ca_files | while read -r f; do
+        cp "$f" "${ctx}/host-ca/$(basename "${f%.crt}").crt"
+    done
+    cp "${STANDIN_DIR}/jupyterhub.Dockerfile" "${ctx}/Dockerfile"
+    cp "${STANDIN_DIR}/chp-docker-entrypoint" "${ctx}/chp-docker-entrypoint"
+    docker_build_standin "${HUB_TAG}" "${key}" "${ctx}/Dockerfile" "${ctx}" \
+        --build-arg "ROOTFS_IMAGE=${ROOTFS_TAG}" \
+        --build-arg "JUPYTERHUB_VERSION=${JUPYTERHUB_VERSION}" \
+        --build-arg "CHP_VERSION=${CHP_VERSION}"
+    rm -rf "${ctx}"
+    verify_hub_image
+}
+
+verify_nb_image() {
+    local out version
+    version="$(docker run --rm "${NB_TAG}" jupyterhub-singleuser --version | tail -n1)"
+    [ "${version}" = "${JUPYTERHUB_VERSION}" ] ||
+        die "${NB_TAG}: jupyterhub-singleuser --version printed '${version}'"
+    docker run --rm "${NB_TAG}" python3 -c 'import jupyterlab, ipykernel' ||
+        die "${NB_TAG}: cannot import jupyterlab/ipykernel"
+    out="$(docker run --rm "${NB_TAG}" sh -c 'id -u; id -g; pwd; command -v start-singleuser.sh')"
+    [ "$(printf '%s\n' "${out}" | tr '\n' ' ')" = "1000 100 /home/jovyan/work /usr/local/bin/start-singleuser.sh " ] ||
+        die "${NB_TAG}: unexpected user/workdir: ${out}"
+    # as root: CHOWN_EXTRA paths are created + chowned, then it drops to
+    # jovyan (a fake jupyterhub-singleuser earlier on PATH reports who runs it)
+    out="$(docker run --rm --user root -e CHOWN_EXTRA=/srv/x1,/srv/x2/y \
+        -e PATH=/tmp/fake:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
+        --entrypoint /bin/sh "${NB_TAG}" -c '
+            mkdir -p /tmp/fake
+            printf "#!/bin/sh\necho \$(id -u):\$(id -g) \$HOME \$*\n" >/tmp/fake/jupyterhub-singleuser
+            chmod 755 /tmp/fake/jupyterhub-singleuser
+            start-singleuser.sh --foo 2>/dev/null
+            stat -c %u:%g /srv/x1 /srv/x2/y' | tr '\n' ' ')"
+    [ "${out}" = "1000:100 /home/jovyan --foo 1000:100 1000:100 " ] ||
+        die "${NB_TAG}: start-singleuser.sh as root misbehaved: '${out}'"
+    log "${NB_TAG}: jupyterhub-singleuser ${version}, jupyterlab+ipykernel import OK, user 1000:100"
+}
+
+build_nb_image() {
+    local key ctx
+    key="$(
+        {
+            echo "${JUPYTERHUB_VERSION} ${JUPYTERLAB_VERSION} ${IPYKERNEL_VERSION}"
+            image_id "${HUB_TAG}"
+            cat "${STANDIN_DIR}/notebook.Dockerfile" "${STANDIN_DIR}/start-singleuser.sh"
+        } | sha
+    )"
+    if [ "$(image_key "${NB_TAG}")" = "${key}" ]; then
+        log "${NB_TAG} cached (key ${key})"
+        [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_nb_image
+        return 0
+    fi
+    log "building ${NB_TAG}"
+    ctx="$(mktemp -d /tmp/jhswarm-nbctx.XXXXXX)"
+    TMP_PATHS+=("${ctx}")
+    cp "${STANDIN_DIR}/notebook.Dockerfile" "${ctx}/Dockerfile"
+    cp "${STANDIN_DIR}/start-singleuser.sh" "${ctx}/start-singleuser.sh"
+    docker_build_standin "${NB_TAG}" "${key}" "${ctx}/Dockerfile" "${ctx}" \
+        --build-arg "BASE_IMAGE=${HUB_TAG}" \
+        --build-arg "JUPYTERHUB_VERSION=${JUPYTERHUB_VERSION}" \
+        --build-arg "JUPYTERLAB_VERSION=${JUPYTERLAB_VERSION}" \
+        --build-arg "IPYKERNEL_VERSION=${IPYKERNEL_VERSION}"
+    rm -rf "${ctx}"
+    verify_nb_image
+}
+
+# --- main ----------------------------------------------------------------------
+step "host packages (${HOST_APT_PACKAGES})" install_host_packages
+step "docker engine" start_dockerd
+step "swarm" ensure_swarm
+if [ "${JHSWARM_USE_REAL_IMAGES:-0}" = 1 ]; then
+    log "JHSWARM_USE_REAL_IMAGES=1: not building stand-in images (tests use real, pulled images)"
+else
+    step "stand-in image ${ROOTFS_TAG}" build_rootfs_image
+    step "stand-in image ${HUB_TAG}" build_hub_image
+    step "stand-in image ${NB_TAG}" build_nb_image
+fi
+log "environment ready in $((SECONDS - T_START))s (docker client: ${DOCKER}, $(docker version --format 'engine {{.Server.Version}}' 2>/dev/null || echo 'engine ?'))"
