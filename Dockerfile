@@ -19,7 +19,7 @@ VOLUME ["/data"]
 EXPOSE 8000
 
 # Healthy when the hub answers on its own port (HUB_HUB_PORT, 8001 by default).
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=4s --start-period=120s --retries=3 \
   CMD python3 -c "import os,ssl,urllib.request as u; s='https' if os.environ.get('HUB_INTERNAL_SSL_PATH') else 'http'; u.urlopen(f\"{s}://127.0.0.1:{os.environ.get('HUB_HUB_PORT') or 8001}/hub/health\", timeout=4, context=ssl._create_unverified_context())"
 
 CMD ["jupyterhub", "-f", "/srv/jupyterhub/jupyterhub_config.py"]

@@ -516,6 +516,7 @@ def service_name(prefix, escaped_username, limit=63):
 # --------------------------------------------------------------------------
 
 from dockerspawner import SwarmSpawner  # noqa: E402
+from tornado import web  # noqa: E402
 from docker.types import DriverConfig, Mount  # noqa: E402
 
 # Task states in which swarm will not make this task run any more.
@@ -524,8 +525,15 @@ FINAL_STATES = {"failed", "rejected", "shutdown", "orphaned", "complete", "remov
 HOPELESS_PENDING = ("constraints not satisfied", "unsupported platform", "no such image")
 
 
-class SpawnFailed(Exception):
-    """A user server that swarm could not run, with swarm's reason."""
+class SpawnFailed(web.HTTPError):
+    """A user server that swarm could not run, with swarm's reason.
+
+    An HTTPError with jupyterhub_message set: JupyterHub then shows the
+    reason on the spawn page, in the API's error and in its log."""
+
+    def __init__(self, reason):
+        super().__init__(500, "%s", reason)
+        self.jupyterhub_message = reason
 
 
 class SwarmUserSpawner(SwarmSpawner):

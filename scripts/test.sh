@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The project's one test command:  bash scripts/test.sh [pytest args...]
+#
+#   1. scripts/env-up.sh: docker engine, single-node swarm, stand-in images
+#   2. a virtualenv at .venv with requirements-test.txt
+#   3. pytest tests -v "$@"  (unit tests and the real-swarm e2e tests)
+#
+# Exits with pytest's status; "no tests collected" (pytest's 5) is a failure.
+# Example: bash scripts/test.sh -k persistence
+set -Eeuo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${REPO_ROOT}"
+
+log() { printf '[test.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+t0=$SECONDS
+bash scripts/env-up.sh
+export JHSWARM_ENV_READY=1  # the e2e session fixture need not run it again
+
+VENV="${REPO_ROOT}/.venv"
+if [ ! -x "${VENV}/bin/python" ]; then
+    log "creating ${VENV}"
+    python3 -m venv "${VENV}"
+fi
+# reinstall only when the requirements changed
+stamp="${VENV}/.requirements.sha256"
+want="$(cat requirements-test.txt requirements.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "${stamp}" 2>/dev/null || true)" != "${want}" ]; then
+    log "installing requirements-test.txt into ${VENV}"
+    "${VENV}/bin/python" -m pip install --disable-pip-version-check -q -r requirements-test.txt
+    printf '%s\n' "${want}" >"${stamp}"
+fi
+log "setup done in $((SECONDS - t0))s"
+
+set +e
+"${VENV}/bin/python" -m pytest tests -v "$@"
+rc=$?
+set -e
+if [ "${rc}" -eq 5 ]; then
+    log "pytest collected no tests: failing"
+    exit 1
+fi
+log "pytest exited with ${rc} after $((SECONDS - t0))s"
+exit "${rc}"

@@ -1,0 +1,1 @@
+"""End-to-end tests against a real single-node Docker Swarm (see conftest.py)."""

@@ -1,0 +1,262 @@
+"""Docker CLI helpers for the end-to-end tests: deploy the stack, inspect the
+services the hub creates, tear everything down again.
+
+Everything goes through the `docker` command line (the operator's tool), not
+the Python SDK. The client is $DOCKER, else the first `docker` on PATH.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.swarm.yml"
+DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "/usr/bin/docker"
+STACK = os.environ.get("JHSWARM_E2E_STACK", "jhe2e")
+NETWORK = "jupyterhub_network"
+HUB_SERVICE = f"{STACK}_jupyterhub"
+PROXY_SERVICE = f"{STACK}_proxy"
+DATA_VOLUME = f"{STACK}_jupyterhub-data"
+USER_SERVICE_PREFIX = "jupyter-"
+USER_VOLUME_PREFIX = "jupyterhub-user-"
+
+# Variables the compose file reads: never inherited from the calling shell,
+# so a deploy sees exactly what the test asked for.
+_COMPOSE_PREFIXES = ("HUB_", "SPAWNER_", "AUTH_", "PROXY_")
+_COMPOSE_NAMES = {"JUPYTERHUB_IMAGE", "PUBLIC_PORT", "CONFIGPROXY_AUTH_TOKEN"}
+
+
+class DockerError(RuntimeError):
+    pass
+
+
+def log(message):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def docker(*args, check=True, timeout=180, env=None, cwd=None):
+    """Run the docker CLI; return the CompletedProcess (text)."""
+    proc = subprocess.run(
+        [DOCKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+    if check and proc.returncode != 0:
+        raise DockerError(
+            f"docker {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def docker_json(*args):
+    return json.loads(docker(*args).stdout)
+
+
+def wait_for(predicate, timeout, what, interval=0.5):
+    """Call predicate until it returns something truthy; return that value.
+
+    Fails with `what` and the time waited when `timeout` seconds pass.
+    """
+    started = time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise AssertionError(f"timed out after {waited:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port(preferred=18000, tries=200):
+    for port in range(preferred, preferred + tries):
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {preferred}..{preferred + tries}")
+
+
+# -- services, tasks, containers ------------------------------------------------
+
+
+def service_names(prefix=""):
+    out = docker("service", "ls", "--format", "{{.Name}}").stdout.split()
+    return [name for name in out if name.startswith(prefix)]
+
+
+def user_services():
+    """Services created by the hub (one per running user server)."""
+    return service_names(USER_SERVICE_PREFIX)
+
+
+def service_inspect(name):
+    """The service's inspect document, or None if there is no such service."""
+    proc = docker("service", "inspect", name, check=False)
+    if proc.returncode != 0:
+        if "no such service" in (proc.stderr + proc.stdout).lower():
+            return None
+        raise DockerError(f"docker service inspect {name}: {proc.stderr}")
+    return json.loads(proc.stdout)[0]
+
+
+def service_tasks(name):
+    """Full inspect documents of the service's tasks (newest first)."""
+    proc = docker("service", "ps", "-q", "--no-trunc", name, check=False)
+    if proc.returncode != 0:
+        return []
+    ids = proc.stdout.split()
+    if not ids:
+        return []
+    proc = docker("inspect", *ids, check=False)  # tasks may vanish meanwhile
+    tasks = json.loads(proc.stdout or "[]")
+    return sorted(tasks, key=lambda t: t.get("CreatedAt", ""), reverse=True)
+
+
+def running_task(name):
+    for task in service_tasks(name):
+        if task["Status"]["State"] == "running" and task["DesiredState"] == "running":
+            return task
+    return None
+
+
+def containers(all_states=True):
+    """[(container id, swarm service name)] of every container."""
+    args = ["ps", "-q", "--no-trunc"] + (["-a"] if all_states else [])
+    ids = docker(*args).stdout.split()
+    if not ids:
+        return []
+    fmt = '{{.Id}} {{index .Config.Labels "com.docker.swarm.service.name"}}'
+    out = docker("inspect", "--format", fmt, *ids, check=False).stdout
+    return [tuple((line.split(" ", 1) + [""])[:2]) for line in out.splitlines() if line]
+
+
+def hub_container():
+    """Id of the running hub task's container, or None."""
+    task = running_task(HUB_SERVICE)
+    if not task:
+        return None
+    return task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+
+
+def hub_logs(tail=300):
+    """Logs of the current hub container (falls back to `docker service logs`)."""
+    container = hub_container()
+    if container:
+        proc = docker("logs", "--tail", str(tail), container, check=False)
+    else:
+        proc = docker("service", "logs", "--raw", "--tail", str(tail), HUB_SERVICE, check=False)
+    return proc.stdout + proc.stderr
+
+
+def node_id():
+    return docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+
+
+def node_labels():
+    return docker_json("node", "inspect", "self")[0]["Spec"].get("Labels") or {}
+
+
+def label_node(key, value):
+    docker("node", "update", "--label-add", f"{key}={value}", node_id())
+
+
+def unlabel_node(key):
+    if key in node_labels():
+        docker("node", "update", "--label-rm", key, node_id())
+
+
+# -- deploy / teardown ---------------------------------------------------------
+
+
+def deploy_env(values):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(_COMPOSE_PREFIXES) or k in _COMPOSE_NAMES)
+    }
+    env.update({k: str(v) for k, v in values.items() if v is not None})
+    return env
+
+
+def stack_deploy(values):
+    """`docker stack deploy` the project's compose file with these variables."""
+    docker(
+        "stack", "deploy", "--resolve-image", "never",
+        "-c", str(COMPOSE_FILE), STACK,
+        env=deploy_env(values), cwd=str(ROOT),
+    )
+
+
+def cleanup(timeout=120):
+    """Remove the stack, the hub's user services, the network and the test
+    volumes. Idempotent; leaves dockerd and the swarm running."""
+    started = time.monotonic()
+    for name in user_services():
+        docker("service", "rm", name, check=False)
+    if service_names(f"{STACK}_"):
+        docker("stack", "rm", STACK, check=False)
+
+    def gone():
+        if service_names(f"{STACK}_") or user_services():
+            return False
+        for _, service in containers():
+            if service.startswith((f"{STACK}_", USER_SERVICE_PREFIX)):
+                return False
+        return True
+
+    wait_for(gone, timeout, "stack and user services (and their containers) to go")
+
+    def network_gone():
+        names = docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        if NETWORK not in names:
+            return True
+        # `stack rm` may have run while user services still used it
+        docker("network", "rm", NETWORK, check=False)
+        return False
+
+    wait_for(network_gone, timeout, f"network {NETWORK} to go", interval=1)
+
+    volumes = [
+        v
+        for v in docker("volume", "ls", "-q").stdout.split()
+        if v == DATA_VOLUME or v.startswith(USER_VOLUME_PREFIX)
+    ]
+
+    def volumes_gone():
+        left = []
+        for v in volumes:
+            proc = docker("volume", "rm", v, check=False)
+            if proc.returncode != 0 and "no such volume" not in proc.stderr.lower():
+                left.append(v)
+        volumes[:] = left
+        return not left
+
+    if volumes:
+        wait_for(volumes_gone, timeout, f"volumes {volumes} to be removable", interval=1)
+    log(f"cleanup done in {time.monotonic() - started:.1f}s")
+
+
+def proxy_routes():
+    """configurable-http-proxy's routing table, read from inside the hub's
+    container (the proxy API is only on the overlay network)."""
+    script = (
+        "import json, os, urllib.request as u\n"
+        "r = u.Request('http://proxy:8001/api/routes',"
+        " headers={'Authorization': 'token ' + os.environ['CONFIGPROXY_AUTH_TOKEN']})\n"
+        "print(u.urlopen(r, timeout=10).read().decode())\n"
+    )
+    container = hub_container()
+    if not container:
+        raise DockerError("no running hub container")
+    return json.loads(docker("exec", container, "python3", "-c", script).stdout)

@@ -1,0 +1,47 @@
+"""Accounts with NativeAuthenticator 1.3.0 on the pinned JupyterHub: signup,
+admin approval, refusal of unapproved users, login.
+
+Login also guards the JupyterHub pin: NativeAuthenticator 1.3.0's login
+handler calls `self.statsd`, which JupyterHub 6 removed (HTTP 500 there).
+"""
+
+from .conftest import ADMIN, PASSWORD, phase
+
+
+def test_signup_approval_and_login(hub, admin):
+    with phase("accounts: admin signup + login"):
+        # the admin (AUTH_ADMIN_USER) is approved at signup
+        assert "signup was successful" in admin.signup_message, admin.signup_message
+        assert admin.login_result.ok, admin.login_result
+        me = admin.api("GET", "/user").json()
+        assert me["name"] == ADMIN and me["admin"] is True, me
+
+    with phase("accounts: users sign up, await approval"):
+        alice, mallory = hub.client(), hub.client()
+        for client, name in ((alice, "alice"), (mallory, "mallory")):
+            message = client.signup(name, PASSWORD)
+            assert "sent to the admin" in message, f"{name}: {message!r}"
+
+    with phase("accounts: unapproved user refused"):
+        refused = alice.login("alice", PASSWORD)
+        assert not refused.ok and refused.status == 200, refused
+        assert "has not been authorized" in refused.error, refused
+        assert alice.get("/hub/api/user").status_code == 403  # no session
+
+    with phase("accounts: admin approves alice, alice logs in"):
+        admin.authorize("alice")
+        page = admin.get("/hub/authorize").text
+        assert "alice" in page and "mallory" in page
+        result = alice.login("alice", PASSWORD)
+        assert result.ok, result
+        me = alice.api("GET", "/user").json()
+        assert me["name"] == "alice" and not me["admin"], me
+
+    with phase("accounts: still refused: mallory, wrong password, non-admin approving"):
+        result = mallory.login("mallory", PASSWORD)
+        assert not result.ok and "has not been authorized" in result.error, result
+        wrong = hub.client().login("alice", PASSWORD + "x")
+        assert not wrong.ok and "Invalid username or password" in wrong.error, wrong
+        r = alice.get("/hub/authorize/mallory", allow_redirects=False)
+        assert r.status_code == 403, r.status_code
+        assert not mallory.login("mallory", PASSWORD).ok
