@@ -82,8 +82,9 @@ class Env:
             try:
                 with open(path, encoding="utf-8") as f:
                     value, source = f.read().strip() or None, "file " + path
-            except OSError as e:
-                raise ConfigError(file_var, path, f"a readable file ({e.strerror})") from None
+            except (OSError, ValueError, UnicodeDecodeError) as e:
+                why = getattr(e, "strerror", None) or "not a readable text file"
+                raise ConfigError(file_var, path, f"a readable file ({why})") from None
         self.report[name] = (value, source if value is not None else "default")
         return value
 
@@ -615,6 +616,14 @@ class SwarmUserSpawner(SwarmSpawner):
             self.log.warning("Could not chown %s: %s", path, e)
 
     # -- waiting for the task, with swarm's reasons --------------------------
+    def scrub(self, text):
+        """Swarm's mount errors quote the volume options: hide them, since
+        CIFS options may carry credentials."""
+        opts = self.storage.opts.strip(",")
+        if opts:
+            text = text.replace(opts, "<volume options hidden>")
+        return re.sub(r"(password|pass|username|user|credentials)=[^,\s]*", r"\1=***", text)
+
     def _event(self, progress, message):
         self._events.append({"progress": progress, "message": message})
         self.log.info("%s: %s", self.service_name, message)
@@ -642,14 +651,14 @@ class SwarmUserSpawner(SwarmSpawner):
                 task = tasks[-1]
                 status = task.get("Status", {})
                 state = status.get("State", "")
-                reason = status.get("Err") or status.get("Message") or ""
+                reason = self.scrub(status.get("Err") or status.get("Message") or "")
                 if state == "running":
                     return
                 if state in FINAL_STATES:
                     await self._fail(f"swarm {state} the task: {reason}")
                 waited = time.monotonic() - started
                 if state == "pending" and status.get("Err"):
-                    err = status["Err"]
+                    err = self.scrub(status["Err"])
                     if any(h in err for h in HOPELESS_PENDING) and waited > 2:
                         await self._fail(err)
                     if waited > self.resource_wait:
@@ -859,6 +868,8 @@ def configure(c, env):
             "a port other than 8081 (the built-in proxy's API port)",
         )
     c.JupyterHub.port = public_port
+    c.JupyterHub.log_level = env.choice(
+        "HUB_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper()
     c.JupyterHub.hub_ip = "0.0.0.0"
     c.JupyterHub.hub_port = hub_port
     c.JupyterHub.hub_connect_ip = env.str("HUB_CONNECT_IP", "jupyterhub")
