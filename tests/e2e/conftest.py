@@ -115,6 +115,14 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{took:7.1f}s  {name}")
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Tests on the shared deployment (fixture `hub`) run first: a test that
+    calls deploy() for a configuration of its own replaces that deployment."""
+    def own_deployment(item):
+        return "e2e" in item.nodeid and "hub" not in getattr(item, "fixturenames", ())
+    items.sort(key=own_deployment)  # stable: file order is kept otherwise
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
