@@ -1,0 +1,42 @@
+"""Database URLs with passwords that need percent-encoding: the hub must
+never show any piece of such a password, and must say what to do instead of
+connecting to whatever host SQLAlchemy would read out of the URL.
+(The real servers: tests/e2e/test_00_databases.py.)"""
+
+import pytest
+
+from conftest import config_error
+
+RAW = "Pa@ss/wo?rd#1"  # pasted without percent-encoding
+
+
+@pytest.mark.parametrize("separator", ["@", "/", "?", "#"])
+def test_unencoded_password_is_refused_and_hidden(separator):
+    password = f"Alpha7{separator}Bravo8:Charlie9"
+    message = config_error(HUB_DB_URL=f"postgresql://jh:{password}@db:5432/jh",
+                           SPAWNER_NETWORK_NAME="net")
+    assert "HUB_DB_URL='postgresql://jh:***@db:5432/jh'" in message, message
+    assert "percent-encode" in message
+    for piece in ("Alpha7", "Bravo8", "Charlie9"):
+        assert piece not in message, (piece, message)
+
+
+def test_encoded_password_is_accepted(ns):
+    url = "mysql://jh:Pa%40ss%2Fwo%3Frd%231@db/jh"
+    assert ns["parse_db_url"](url) == "mysql+pymysql://jh:Pa%40ss%2Fwo%3Frd%231@db/jh"
+    assert ns["mask_url"](url) == "mysql://jh:***@db/jh"
+
+
+@pytest.mark.parametrize("url,masked", [
+    (f"postgresql://jh:{RAW}@db:5432/jh", "postgresql://jh:***@db:5432/jh"),
+    ("postgresql://db/jh?user=jh&password=S3cret&sslmode=require",
+     "postgresql://db/jh?user=jh&password=***&sslmode=require"),
+    ("postgresql://jh@db/jh", "postgresql://jh@db/jh"),
+    ("sqlite:////data/a:b@c/hub.sqlite", "sqlite:////data/a:b@c/hub.sqlite"),
+])
+def test_mask_url_hides_every_piece_of_the_password(ns, url, masked):
+    assert ns["mask_url"](url) == masked
+
+
+def test_sqlite_paths_may_hold_at_signs(ns):
+    assert ns["parse_db_url"]("sqlite:////data/a@b/hub.sqlite") == "sqlite:////data/a@b/hub.sqlite"
