@@ -1,0 +1,831 @@
+#!/usr/bin/env python3
+"""The hub's overhead against raw swarm, on the real local single-node swarm.
+
+One run deploys the project's stack (docker-compose.swarm.yml, through the
+e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
+
+  single   one server: `POST /hub/api/users/<u>/server`, then wait until
+           `/user/<u>/api/status` answers 200 through the proxy's public
+           port; versus raw: the Engine API call behind `docker service
+           create` (POST /services/create) with the spec the hub itself
+           created for a template user (same image, command, environment,
+           mounts, network, resources, endpoint mode; only the user's name
+           changed), then wait until the same endpoint of that server answers.
+  burst    --burst servers started at once, the same two ways: time until
+           all answer, and failures.
+  restart  `docker service update --force <stack>_jupyterhub` with the
+           burst's --burst hub servers running, versus the same restart with
+           none running: time until the new hub answers /hub/health through
+           the proxy, reports every server ready and every server answers
+           through the proxy; servers lost (must be 0).
+  image    the project image's size minus its base image's size.
+  login    NativeAuthenticator logins (POST /hub/login, bcrypt): median, p95.
+
+Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
+token, so both kinds of server check the token with the hub the same way.
+The hub's servers are probed through the proxy's public (host-mode) port,
+as users reach them; the raw servers through a small probe service on the
+same overlay network, published on a host-mode port the same way and
+fetching http://<service name>:8888/... (swarm's dnsrr name): one hop over
+the overlay in both cases. Hub-side waits poll the hub's REST API until it
+reports the server ready, then probe (as the spawn page waits for "ready"
+before it redirects), so probes of servers that are not routed yet do not
+load the hub. Probe interval: 0.1 s (single), 0.25 s (burst, restart).
+
+Everything runs with the e2e engine lock held (tests/e2e/conftest.py:
+hold_engine_lock); the stack is the e2e harness's (jhe2e), removed at the
+end. The project image is built first, outside the lock, from the working
+tree as jupyterhub-swarm:bench (--no-build: use --project-image as is).
+
+    .venv/bin/python bench/overhead.py                  # the full run (~15 min)
+    .venv/bin/python bench/overhead.py --quick          # tiny N, one repetition
+    .venv/bin/python bench/overhead.py --only single,image --reps 3
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURES = ("single", "burst", "restart", "image", "login")
+BENCH_IMAGE = "jupyterhub-swarm:bench"
+STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
+PASSWORD = "bench-Secret-pass"
+TEMPLATE_USER = "benchtmpl"
+PROBER = "jupyter-bench-prober"  # jupyter-*: the harness's cleanup removes it too
+PROBER_PORT = 9000
+SERVER_PORT = 8888
+# SPAWNER_* for the run: tiny reservations so --burst servers fit on 2 cores.
+SETTINGS = {
+    "HUB_CONCURRENT_SPAWN_LIMIT": "0",  # set from --burst below
+    "SPAWNER_CPU_GUARANTEE": "0.01",
+    "SPAWNER_MEM_GUARANTEE": "32M",
+    "SPAWNER_CPU_LIMIT": "1",
+    "SPAWNER_MEM_LIMIT": "1G",
+}
+
+# The probe service. POST {"urls": {key: url}, "token": t, "interval": s,
+# "timeout": s} starts one watcher thread per url, which GETs it (redirects
+# not followed) every `interval` seconds until it answers 200 with an
+# /api/status body, and notes time.monotonic() then. GET returns those
+# times. Containers share the host's CLOCK_MONOTONIC, so the bench compares
+# them with its own clock (checked when the prober starts).
+PROBER_SCRIPT = r"""
+import json, threading, time, urllib.request as u
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+class NoRedirect(u.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+opener = u.build_opener(NoRedirect)
+results, lock = {}, threading.Lock()
+def answers(url, token):
+    req = u.Request(url, headers={"Authorization": "token " + token})
+    try:
+        with opener.open(req, timeout=5) as r:
+            return r.status == 200 and b'"started"' in r.read()
+    except Exception:
+        return False
+def watch(key, url, token, interval, deadline):
+    while time.monotonic() < deadline:
+        if answers(url, token):
+            with lock:
+                results[key] = time.monotonic()
+            return
+        time.sleep(interval)
+class H(BaseHTTPRequestHandler):
+    def reply(self, obj):
+        out = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def do_POST(self):
+        q = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        deadline = time.monotonic() + q["timeout"]
+        for key, url in q["urls"].items():
+            threading.Thread(target=watch, daemon=True,
+                             args=(key, url, q["token"], q["interval"], deadline)).start()
+        self.reply({"now": time.monotonic()})
+    def do_GET(self):
+        with lock:
+            self.reply({"now": time.monotonic(), "results": dict(results)})
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("0.0.0.0", %d), H).serve_forever()
+""" % PROBER_PORT
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="bench/overhead.py",
+        description="Measure the hub's overhead against raw swarm on the real local "
+        "swarm (single spawn, burst, hub restart, image size, login latency); prints "
+        "a markdown table of medians and ratios measured in the same run.",
+    )
+    p.add_argument("--reps", type=int, default=5,
+                   help="repetitions of the single spawn, each side (default: %(default)s)")
+    p.add_argument("--burst", type=int, default=20,
+                   help="servers per burst, also the N of the restart (default: %(default)s)")
+    p.add_argument("--burst-reps", type=int, default=3,
+                   help="repetitions of burst and restart, each side (default: %(default)s)")
+    p.add_argument("--logins", type=int, default=20,
+                   help="logins timed (default: %(default)s)")
+    p.add_argument("--only", default=",".join(MEASURES),
+                   help=f"comma-separated, from {', '.join(MEASURES)} (default: all); "
+                   "restart needs burst")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 repetition, bursts of 2, 3 logins")
+    p.add_argument("--no-build", action="store_true",
+                   help="do not build the project image; use --project-image as it is")
+    p.add_argument("--project-image", default=BENCH_IMAGE,
+                   help="tag of the project image (default: %(default)s)")
+    p.add_argument("--base-image", default=STANDIN_BASE,
+                   help="BASE_IMAGE of the build and of the image comparison "
+                   "(default: %(default)s)")
+    p.add_argument("--notebook-image", default=None,
+                   help="SPAWNER_NOTEBOOK_IMAGE (default: the e2e harness's)")
+    p.add_argument("--hub-log-level", default=None, help="HUB_LOG_LEVEL of the hub")
+    p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                   help="extra variable for the deployment (repeatable)")
+    p.add_argument("--timeout", type=float, default=300,
+                   help="seconds before a server counts as failed (default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the raw results here")
+    p.add_argument("--hub-logs", default=None, metavar="PATH",
+                   help="write the hub's log (docker service logs) here at the end")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.reps, args.burst, args.burst_reps, args.logins = 1, 2, 1, 3
+    args.only = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = sorted(set(args.only) - set(MEASURES))
+    if unknown:
+        p.error(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+    if "restart" in args.only and "burst" not in args.only:
+        p.error("restart measures with the burst's servers running: add burst to --only")
+    for item in args.set:
+        if "=" not in item:
+            p.error(f"--set {item!r}: expected VAR=VALUE")
+    if min(args.reps, args.burst, args.burst_reps, args.logins) < 1:
+        p.error("counts must be at least 1")
+    return args
+
+
+def log(text):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- statistics and the table (pure, unit-tested) -------------------------------------
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def p95(values):
+    """Nearest-rank 95th percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-95 * len(ordered) // 100))
+    return ordered[rank - 1]
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _s(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def _x(value):
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def _runs(values):
+    return ", ".join(f"{v:.2f}" for v in values) if values else "-"
+
+
+def table(results):
+    """The markdown table of one run's results (see measure_* for the keys)."""
+    rows = [
+        "| measure | hub | baseline | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    single = results.get("single")
+    if single:
+        h, r = median(single["hub"]), median(single["raw"])
+        rows.append(f"| single spawn, until `/api/status` answers (median of {len(single['hub'])}) "
+                    f"| {_s(h)} | raw swarm {_s(r)} | {_x(ratio(h, r))} | ≤ 1.10× |")
+    burst = results.get("burst")
+    if burst:
+        h, r = median(burst["hub"]), median(burst["raw"])
+        rows.append(f"| burst of {burst['n']}, until all answer (median of {len(burst['hub'])}) "
+                    f"| {_s(h)}, {sum(burst['hub_failed'])} failed "
+                    f"| raw swarm {_s(r)}, {sum(burst['raw_failed'])} failed "
+                    f"| {_x(ratio(h, r))} | ≤ 1.3×, 0 failed |")
+    restart = results.get("restart")
+    if restart:
+        h, r = median(restart["with_n"]), median(restart["empty"])
+        rows.append(f"| hub restart with {restart['n']} servers running, until all routed "
+                    f"(median of {len(restart['with_n'])}) | {_s(h)}, "
+                    f"{sum(restart['lost'])} lost | empty restart {_s(r)} "
+                    f"| {_x(ratio(h, r))} | ≤ 2×, 0 lost |")
+    image = results.get("image")
+    if image:
+        rows.append(f"| image: project minus base | {image['overhead'] / 1e6:.1f} MB "
+                    f"| base {image['base'] / 1e6:.1f} MB | - | ≤ 40 MB |")
+    login = results.get("login")
+    if login:
+        rows.append(f"| login (NativeAuthenticator, bcrypt), {len(login)} logins "
+                    f"| median {_s(median(login), 3)}, p95 {_s(p95(login), 3)} | - | - | - |")
+    lines = rows + [""]
+    if single:
+        lines.append(f"- single, hub: {_runs(single['hub'])}; raw: {_runs(single['raw'])}")
+    if burst:
+        lines.append(f"- burst, hub: {_runs(burst['hub'])}; raw: {_runs(burst['raw'])}")
+    if restart:
+        lines.append(f"- restart, with {restart['n']}: {_runs(restart['with_n'])}; "
+                     f"empty: {_runs(restart['empty'])}")
+    return "\n".join(lines)
+
+
+def machine():
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+        mem = f"{kib / 1024**2:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "nproc": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "docker": out(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "git": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+        + (" (with uncommitted changes)" if out(["git", "-C", str(ROOT), "status", "--porcelain"]) else ""),
+    }
+
+
+# -- the deployment ------------------------------------------------------------------
+
+
+class Bench:
+    """The deployed stack, the admin's API token, the probe service."""
+
+    def __init__(self, args):
+        import docker
+        import requests
+
+        from tests.e2e import conftest, swarm
+
+        self.args = args
+        self.conftest, self.swarm = conftest, swarm
+        self.api = docker.from_env(timeout=120).api
+        self.requests = requests
+        self.token = None
+        self.template = None  # the hub-made service spec of TEMPLATE_USER
+        self.raw_tokens = {}
+        self.pool = ThreadPoolExecutor(max(8, args.burst))
+        self.local = threading.local()
+
+    # HTTP sessions: one per thread (requests.Session is not thread-safe)
+    def http(self):
+        s = getattr(self.local, "session", None)
+        if s is None:
+            s = self.local.session = self.requests.Session()
+            s.trust_env = False
+        return s
+
+    def hub_api(self, method, path, **kw):
+        kw.setdefault("timeout", 30)
+        headers = {"Authorization": f"token {self.token}"}
+        return self.http().request(method, self.base + "/hub/api" + path, headers=headers, **kw)
+
+    def deploy(self):
+        env = dict(SETTINGS)
+        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst))
+        env["AUTH_ADMIN_PASSWORD"] = PASSWORD
+        env["JUPYTERHUB_IMAGE"] = self.args.project_image
+        if self.args.notebook_image:
+            env["SPAWNER_NOTEBOOK_IMAGE"] = self.args.notebook_image
+        if self.args.hub_log_level:
+            env["HUB_LOG_LEVEL"] = self.args.hub_log_level
+        for item in self.args.set:
+            k, v = item.split("=", 1)
+            env[k] = v
+        self.deployment = self.conftest.deploy(**env)
+        self.base = self.deployment.base_url
+        admin = self.deployment.client()
+        result = admin.login(self.conftest.ADMIN, PASSWORD)
+        if not result.ok:
+            raise SystemExit(f"admin login failed: {result}")
+        r = admin.api("POST", f"/users/{self.conftest.ADMIN}/tokens",
+                      json={"note": "bench/overhead.py", "expires_in": 86400})
+        r.raise_for_status()
+        self.token = r.json()["token"]
+        self.start_prober()
+
+    def start_prober(self):
+        self.prober_port = self.swarm.free_port(19000)
+        self.prober_url = f"http://127.0.0.1:{self.prober_port}/"
+        self.swarm.docker(
+            "service", "create", "--detach", "--name", PROBER,
+            "--network", self.swarm.NETWORK, "--endpoint-mode", "dnsrr",
+            "--publish", f"mode=host,target={PROBER_PORT},published={self.prober_port}",
+            "--reserve-cpu", "0.01", "--restart-condition", "none",
+            "--entrypoint", "python3", STANDIN_BASE, "-c", PROBER_SCRIPT,
+        )
+
+        def up():
+            try:
+                before = time.monotonic()
+                now = self.http().get(self.prober_url, timeout=2).json()["now"]
+                return before, now, time.monotonic()
+            except (self.requests.RequestException, ValueError):
+                return False
+
+        before, now, after = self.swarm.wait_for(up, 120, "the probe service", 0.5)
+        if not before <= now <= after:
+            raise SystemExit(f"the probe service's clock differs from this host's "
+                             f"({before} <= {now} <= {after} does not hold)")
+
+    def create_users(self, names):
+        r = self.hub_api("POST", "/users", json={"usernames": list(names)})
+        if r.status_code not in (201, 409):
+            raise SystemExit(f"creating users: HTTP {r.status_code} {r.text[:300]}")
+
+    # -- probes --------------------------------------------------------------------
+    def probe_proxy(self, name):
+        """True when the user's server answers /api/status through the proxy."""
+        try:
+            r = self.http().get(f"{self.base}/user/{name}/api/status", timeout=5,
+                                headers={"Authorization": f"token {self.token}"},
+                                allow_redirects=False)
+        except self.requests.RequestException:
+            return False
+        return r.status_code == 200 and "started" in r.text
+
+    def watch_raw(self, names, interval):
+        """Have the prober watch the raw servers' /api/status at the
+        services' swarm names (dnsrr)."""
+        urls = {n: f"http://{service(n)}:{SERVER_PORT}/user/{n}/api/status" for n in names}
+        r = self.http().post(self.prober_url, timeout=10, json={
+            "urls": urls, "token": self.token, "interval": interval,
+            "timeout": self.args.timeout})
+        r.raise_for_status()
+
+    def raw_answered(self):
+        """{name: monotonic time it first answered} from the prober."""
+        try:
+            return self.http().get(self.prober_url, timeout=10).json()["results"]
+        except (self.requests.RequestException, ValueError):
+            return {}
+
+    def hub_servers(self):
+        """{name: 'ready' | 'pending' } of users with a server, from the hub."""
+        try:
+            r = self.hub_api("GET", "/users?state=active&limit=200")
+        except self.requests.RequestException:
+            return None
+        if r.status_code != 200:
+            return None
+        out = {}
+        for user in r.json():
+            server = user.get("servers", {}).get("")
+            if server:
+                out[user["name"]] = "ready" if server.get("ready") else "pending"
+            elif user.get("pending"):
+                out[user["name"]] = "pending"
+        return out
+
+    # -- hub side ----------------------------------------------------------------------
+    def hub_start(self, names, interval):
+        """Start the servers at once; seconds until each answers through the
+        proxy ({name: seconds or None if it failed})."""
+        def post(n):
+            # the hub answers when the spawn is done or after 10 s
+            # (slow_spawn_timeout); a busy hub may take longer to answer
+            try:
+                return self.hub_api("POST", f"/users/{n}/server", timeout=120).status_code
+            except self.requests.RequestException as e:
+                log(f"  POST /users/{n}/server: {e}")
+                return None
+
+        t0 = time.monotonic()
+        self.t0_wall = time.time()
+        codes = list(self.pool.map(post, names))
+        done = {n: None for n in names}
+        failed = {n for n, c in zip(names, codes) if c not in (201, 202, None)}
+        for n in failed:
+            log(f"  hub refused to start {n}: HTTP {codes[names.index(n)]}")
+        pending = [n for n in names if n not in failed]
+        seen_pending = set()
+        while pending and time.monotonic() - t0 < self.args.timeout:
+            state = self.hub_state(pending)
+            ready = []
+            for n in pending if state is not None else ():
+                s = state.get(n)
+                if s == "ready":
+                    ready.append(n)
+                elif s == "pending":
+                    seen_pending.add(n)
+                elif n in seen_pending or time.monotonic() - t0 > 10:
+                    failed.add(n)  # the hub is not starting it any more
+                    log(f"  hub server of {n} failed")
+            for n, ok in zip(ready, self.pool.map(self.probe_proxy, ready)):
+                if ok:
+                    done[n] = time.monotonic() - t0
+            pending = [n for n in pending if done[n] is None and n not in failed]
+            if pending:
+                time.sleep(interval)
+        return done
+
+    def hub_state(self, names):
+        """{name: 'ready' | 'pending'} from the hub (None if it did not answer):
+        one user's model for a single name, else the list of active users."""
+        if len(names) != 1:
+            return self.hub_servers()
+        try:
+            r = self.hub_api("GET", f"/users/{names[0]}")
+        except self.requests.RequestException:
+            return None
+        if r.status_code != 200:
+            return None
+        model = r.json()
+        server = model.get("servers", {}).get("")
+        if server:
+            return {names[0]: "ready" if server.get("ready") else "pending"}
+        return {names[0]: "pending"} if model.get("pending") else {}
+
+    def hub_stop(self, names):
+        list(self.pool.map(lambda n: self.hub_api("DELETE", f"/users/{n}/server"), names))
+
+        def stopped():
+            state = self.hub_servers()
+            return state is not None and not (set(state) & set(names))
+
+        self.swarm.wait_for(stopped, 180, "the hub to stop the servers", 0.5)
+        self.wait_services_gone([service(n) for n in names])
+
+    # -- raw side -----------------------------------------------------------------------
+    def take_template(self):
+        """Spawn TEMPLATE_USER through the hub once (also warms caches) and keep
+        the service spec the hub created for it."""
+        self.create_users([TEMPLATE_USER])
+        done = self.hub_start([TEMPLATE_USER], 0.25)
+        if done[TEMPLATE_USER] is None:
+            raise SystemExit("the template spawn failed:\n" + self.swarm.hub_logs(80))
+        log(f"template server up in {done[TEMPLATE_USER]:.1f}s (warm-up)")
+        spec = self.api.inspect_service(service(TEMPLATE_USER))["Spec"]
+        self.template = spec
+        self.hub_stop([TEMPLATE_USER])
+
+    def raw_spec(self, name):
+        """The template's spec with the user's name replaced: what `docker
+        service create` would send for this user."""
+        spec = copy.deepcopy(self.template)
+        tt = spec["TaskTemplate"]
+        cs = tt["ContainerSpec"]
+        token = self.raw_tokens[name]
+        env = []
+        for item in cs.get("Env") or []:
+            k, _, v = item.partition("=")
+            if k in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
+                v = token
+            env.append(f"{k}={v.replace(TEMPLATE_USER, name)}")
+        cs["Env"] = env
+        for m in cs.get("Mounts") or []:
+            m["Source"] = m["Source"].replace(TEMPLATE_USER, name)
+        tt.pop("ForceUpdate", None)
+        return tt, spec.get("EndpointSpec")
+
+    def prepare_raw(self, names):
+        """Hub users and API tokens for raw servers (their JUPYTERHUB_API_TOKEN,
+        so activity reports work as for the hub's servers)."""
+        self.create_users(names)
+        for n in names:
+            if n not in self.raw_tokens:
+                r = self.hub_api("POST", f"/users/{n}/tokens", json={"note": "raw bench server"})
+                r.raise_for_status()
+                self.raw_tokens[n] = r.json()["token"]
+
+    def raw_start(self, names, interval):
+        specs = {n: self.raw_spec(n) for n in names}
+        self.watch_raw(names, interval)
+        t0 = time.monotonic()
+        self.t0_wall = time.time()
+
+        def create(n):
+            tt, endpoint = specs[n]
+            try:
+                self.api.create_service(tt, name=service(n), endpoint_spec=endpoint)
+                return True
+            except Exception as e:  # a failure of raw swarm counts as such
+                log(f"  raw create {n}: {e}")
+                return False
+
+        created = dict(zip(names, self.pool.map(create, names)))
+        done = {n: None for n in names}
+        while time.monotonic() - t0 < self.args.timeout:
+            answered = self.raw_answered()
+            for n in names:
+                if created[n] and n in answered:
+                    done[n] = answered[n] - t0
+            if all(done[n] is not None for n in names if created[n]):
+                break
+            time.sleep(0.5)
+        return done
+
+    def swarm_times(self, names):
+        """Per server, seconds from the start of the measurement (self.t0_wall)
+        until swarm created its task and until the task ran, from swarm's
+        own timestamps: where the time went outside the hub."""
+        out = {}
+        for n in names:
+            try:
+                tasks = self.api.tasks(filters={"service": service(n)})
+            except Exception:
+                continue
+            running = [t for t in tasks if t["Status"]["State"] == "running"]
+            if running:
+                t = running[0]
+                out[n] = (wall(t["CreatedAt"]) - self.t0_wall,
+                          wall(t["Status"]["Timestamp"]) - self.t0_wall)
+        return out
+
+    def raw_stop(self, names):
+        for n in names:
+            try:
+                self.api.remove_service(service(n))
+            except Exception:
+                pass
+        self.wait_services_gone([service(n) for n in names])
+
+    def wait_services_gone(self, services):
+        def gone():
+            left = set(self.swarm.service_names("jupyter-")) & set(services)
+            if left:
+                return False
+            owners = {s for _, s in self.swarm.containers()}
+            return not (owners & set(services))
+
+        self.swarm.wait_for(gone, 180, f"{len(services)} services and containers to go", 0.5)
+        time.sleep(1)  # let the engine settle before the next measurement
+
+    # -- restart ------------------------------------------------------------------------
+    def restart(self, names):
+        """Seconds from `docker service update --force` until the new hub
+        answers, reports `names` ready and each answers through the proxy;
+        and how many of `names` were lost (not the same service any more, or
+        not answering)."""
+        before = {n: self.api.inspect_service(service(n))["ID"] for n in names}
+        old = self.swarm.hub_container()
+        t0 = time.monotonic()
+        t0_wall = time.time()
+        self.swarm.docker("service", "update", "--force", "--detach", self.swarm.HUB_SERVICE)
+
+        def old_gone():
+            if not old:
+                return True
+            try:
+                return not self.api.inspect_container(old)["State"]["Running"]
+            except Exception:
+                return True
+
+        self.swarm.wait_for(old_gone, self.args.timeout, "the old hub to stop", 0.1)
+        stopped = time.monotonic() - t0
+        self.swarm.wait_for(self.deployment.health, self.args.timeout,
+                            "the new hub through the proxy", 0.1)
+        healthy = time.monotonic() - t0
+        answered = {}
+        while time.monotonic() - t0 < self.args.timeout:
+            state = self.hub_servers() or {}
+            ready = [n for n in names if state.get(n) == "ready" and n not in answered]
+            for n, ok in zip(ready, self.pool.map(self.probe_proxy, ready)):
+                if ok:
+                    answered[n] = True
+            if len(answered) == len(names):
+                break
+            time.sleep(0.25)
+        took = time.monotonic() - t0
+        lost = 0
+        for n in names:
+            try:
+                same = self.api.inspect_service(service(n))["ID"] == before[n]
+            except Exception:
+                same = False
+            if not (same and answered.get(n)):
+                lost += 1
+        parts = f"old hub stopped {stopped:.2f}"
+        try:
+            task = self.swarm.running_task(self.swarm.HUB_SERVICE)
+            container = self.api.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+            parts += (f", new container started {wall(container['State']['StartedAt']) - t0_wall:.2f}"
+                      f", task running (healthy) {wall(task['Status']['Timestamp']) - t0_wall:.2f}")
+        except Exception as e:
+            parts += f" ({e})"
+        log(f"  restart: {parts}, /hub/health through the proxy {healthy:.2f}, "
+            f"all {len(names)} routed {took:.2f}")
+        return took, lost
+
+
+def service(name):
+    return f"jupyter-{name}"  # bench names need no escaping (letters, digits)
+
+
+def wall(stamp):
+    """Docker's RFC 3339 timestamp (nanoseconds, Z) -> seconds since the epoch."""
+    from datetime import datetime, timezone
+
+    day, _, frac = stamp.rstrip("Z").partition(".")
+    t = datetime.strptime(day, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    return t + float("0." + (frac or "0"))
+
+
+def breakdown(times, answered):
+    """'task created / running / answering' medians and maxima, for the log."""
+    pairs = [(c, r, answered[n]) for n, (c, r) in times.items() if answered.get(n) is not None]
+    if not pairs:
+        return "-"
+    cols = list(zip(*pairs))
+    return " / ".join(f"{statistics.median(col):.2f} (max {max(col):.2f})" for col in cols)
+
+
+# -- the measurements ---------------------------------------------------------------------
+
+
+def start_side(b, side, names, interval):
+    """Start `names` the hub's way or the raw way; ({name: seconds until it
+    answered, or None}, swarm's part of it for the log)."""
+    done = (b.hub_start if side == "hub" else b.raw_start)(names, interval)
+    return done, breakdown(b.swarm_times(names), done)
+
+
+def measure_single(b, args):
+    hub_names = [f"hs{i}" for i in range(args.reps)]
+    raw_names = [f"rs{i}" for i in range(args.reps)]
+    b.create_users(hub_names)
+    b.prepare_raw(raw_names)
+    out = {"hub": [], "raw": [], "hub_failed": 0, "raw_failed": 0}
+    for i in range(args.reps):
+        order = ("hub", "raw") if i % 2 == 0 else ("raw", "hub")
+        for side in order:
+            name = (hub_names if side == "hub" else raw_names)[i]
+            done, where = start_side(b, side, [name], 0.1)
+            took = done[name]
+            if took is None:
+                out[f"{side}_failed"] += 1
+                log(f"single #{i + 1} {side}: FAILED")
+            else:
+                out[side].append(took)
+                log(f"single #{i + 1} {side}: {took:.2f}s "
+                    f"(task created / running / answering: {where})")
+            (b.hub_stop if side == "hub" else b.raw_stop)([name])
+    return out
+
+
+def measure_burst_and_restart(b, args, with_restart):
+    n = args.burst
+    burst = {"n": n, "hub": [], "raw": [], "hub_failed": [], "raw_failed": []}
+    restart = {"n": n, "with_n": [], "empty": [], "lost": []}
+    for i in range(args.burst_reps):
+        hub_names = [f"hb{i}x{j:02d}" for j in range(n)]
+        raw_names = [f"rb{i}x{j:02d}" for j in range(n)]
+        b.create_users(hub_names)
+        b.prepare_raw(raw_names)
+        order = ("hub", "raw") if i % 2 == 0 else ("raw", "hub")
+        for side in order:
+            done, where = start_side(b, side, hub_names if side == "hub" else raw_names, 0.25)
+            failed = [k for k, v in done.items() if v is None]
+            times = [v for v in done.values() if v is not None]
+            # until all answered; with failures, until the last success
+            burst[side].append(max(times) if times else args.timeout)
+            burst[f"{side}_failed"].append(len(failed))
+            log(f"burst #{i + 1} {side}: all {n} in {burst[side][-1]:.2f}s, "
+                f"{len(failed)} failed {failed[:5]} "
+                f"(task created / running / answering: {where})")
+            if side == "hub":
+                if with_restart:
+                    ok = [k for k in hub_names if done[k] is not None]
+                    took, lost = b.restart(ok)
+                    lost += len(hub_names) - len(ok)
+                    restart["with_n"].append(took)
+                    restart["lost"].append(lost)
+                    log(f"restart #{i + 1} with {len(ok)} running: {took:.2f}s, {lost} lost")
+                b.hub_stop(hub_names)
+            else:
+                b.raw_stop(raw_names)
+            if with_restart and side == order[-1]:
+                # the empty restart: no hub server (nor raw service) running
+                took, _ = b.restart([])
+                restart["empty"].append(took)
+                log(f"restart #{i + 1} empty: {took:.2f}s")
+    return burst, (restart if with_restart else None)
+
+
+def measure_login(b, args):
+    times = []
+    for _ in range(args.logins):
+        client = b.deployment.client()
+        client.get("/hub/login").raise_for_status()
+        t0 = time.monotonic()
+        r = client.session.post(client.url("/hub/login"), allow_redirects=False, timeout=30,
+                                data={"username": b.conftest.ADMIN, "password": PASSWORD,
+                                      "_xsrf": client.hub_xsrf()})
+        took = time.monotonic() - t0
+        if r.status_code not in (302, 303):
+            raise SystemExit(f"login failed: HTTP {r.status_code}")
+        times.append(took)
+    log(f"logins: median {median(times):.3f}s p95 {p95(times):.3f}s")
+    return times
+
+
+def image_sizes(project, base):
+    def size(image):
+        out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"no image {image}: {out.stderr.strip()}")
+        return int(out.stdout.strip())
+
+    p, b = size(project), size(base)
+    return {"project": p, "base": b, "overhead": p - b}
+
+
+def build(args):
+    log(f"building {args.project_image} FROM {args.base_image} (outside the engine lock)")
+    cmd = ["docker", "build", "--build-arg", f"BASE_IMAGE={args.base_image}",
+           "-t", args.project_image, "."]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    if proc.returncode != 0:
+        raise SystemExit(f"build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    sys.path.insert(0, str(ROOT))
+    if not args.no_build:
+        build(args)
+    results = {"machine": machine(), "args": vars(args)}
+    if "image" in args.only:
+        results["image"] = image_sizes(args.project_image, args.base_image)
+    engine = [m for m in args.only if m != "image"]
+    if engine:
+        from tests.e2e import conftest
+
+        log("taking the e2e engine lock (another session may hold it)")
+        t0 = time.monotonic()
+        conftest.hold_engine_lock()
+        log(f"  got it after {time.monotonic() - t0:.0f}s")
+        b = Bench(args)
+        started = time.monotonic()
+        try:
+            b.deploy()
+            if "single" in engine or "burst" in engine:
+                b.take_template()
+            if "single" in engine:
+                results["single"] = measure_single(b, args)
+            if "burst" in engine:
+                results["burst"], restart = measure_burst_and_restart(
+                    b, args, "restart" in engine)
+                if restart:
+                    results["restart"] = restart
+            if "login" in engine:
+                results["login"] = measure_login(b, args)
+        finally:
+            log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
+            if args.hub_logs:
+                logs = b.swarm.docker("service", "logs", "--raw", "--timestamps",
+                                      b.swarm.HUB_SERVICE, check=False)
+                Path(args.hub_logs).write_text(logs.stdout + logs.stderr)
+            b.swarm.cleanup()
+    m = results["machine"]
+    print(f"\n{m['date']}: nproc {m['nproc']}, memory {m['memory']}, docker {m['docker']}, "
+          f"kernel {m['kernel']}, git {m['git']}\n")
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
