@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 # --------------------------------------------------------------------------
 # Typed readers
@@ -352,17 +352,33 @@ def parse_db_url(url):
         scheme = "mysql+pymysql"
     elif scheme != "sqlite":
         raise ValueError(f"unsupported database {parts.scheme!r}")
+    credentials = _split_credentials(url)
+    if scheme != "sqlite" and credentials and any(c in credentials[1] for c in "@/?#"):
+        # SQLAlchemy would cut the password there and connect elsewhere
+        raise ValueError("the user name or password contains '@', '/', '?' or '#': "
+                         "percent-encode them (%40, %2F, %3F, %23)")
     return scheme + url[len(parts.scheme):]
+
+
+def _split_credentials(url):
+    """(scheme://, user info, rest) of a URL with user info, else None. The
+    user info ends at the LAST '@': a password pasted without percent-encoding
+    may hold '@', '/', '?' or '#', and masking must hide all of it."""
+    head, sep, tail = url.partition("://")
+    if not sep or "@" not in tail or head.lower().startswith("sqlite"):
+        return None
+    userinfo, _, rest = tail.rpartition("@")
+    return head + sep, userinfo, rest
 
 
 def mask_url(url):
     """The URL with its password replaced, safe for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)  # libpq's query form
+    parts = _split_credentials(url)
+    if parts is None or ":" not in parts[1]:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+    prefix, userinfo, rest = parts
+    return f"{prefix}{userinfo.split(':', 1)[0]}:***@{rest}"
 
 
 def parse_http_url(url):
@@ -518,12 +534,24 @@ def service_name(prefix, escaped_username, limit=63):
 
 from dockerspawner import SwarmSpawner  # noqa: E402
 from tornado import web  # noqa: E402
+from docker.errors import APIError, NotFound  # noqa: E402
 from docker.types import DriverConfig, Mount  # noqa: E402
 
 # Task states in which swarm will not make this task run any more.
 FINAL_STATES = {"failed", "rejected", "shutdown", "orphaned", "complete", "remove"}
-# Pending reasons that no amount of waiting fixes.
-HOPELESS_PENDING = ("constraints not satisfied", "unsupported platform", "no such image")
+# Scheduler reasons that no amount of waiting fixes (swarmkit's filters).
+HOPELESS_PENDING = ("scheduling constraints not satisfied", "unsupported platform")
+_NO_SUITABLE_NODE = re.compile(r"no suitable node \((.*)\)")
+
+
+def pending_is_hopeless(err):
+    """True when every reason in swarm's "no suitable node (a; b)" is one that
+    waiting does not fix. Swarm counts each node under one reason, so
+    "scheduling constraints not satisfied on 2 nodes; insufficient resources
+    on 1 node" can still be placed once the third node frees resources."""
+    match = _NO_SUITABLE_NODE.search(err)
+    reasons = split_list(match.group(1), ";") if match else [err]
+    return bool(reasons) and all(any(h in r for h in HOPELESS_PENDING) for r in reasons)
 
 
 class SpawnFailed(web.HTTPError):
@@ -642,40 +670,104 @@ class SwarmUserSpawner(SwarmSpawner):
     async def _tasks(self):
         return await self.docker("tasks", filters={"service": self.service_name})
 
+    async def pull_image(self, image):
+        """dockerspawner's check/pull on the hub's node, failing with a
+        message that names the image (dockerspawner lets docker's
+        ImageNotFound through, which the spawn page does not show)."""
+        try:
+            await super().pull_image(image)
+        except APIError as e:
+            if isinstance(e, NotFound) and self.pull_policy == "never":
+                reason = (f"the image {image} is not on the hub's node, and "
+                          "SPAWNER_PULL_POLICY=never does not pull images")
+            else:
+                reason = f"could not pull the image {image}: {e.explanation or e}"
+            raise SpawnFailed(f"Your server could not start: {reason}") from None
+
     async def start_object(self):
         started = time.monotonic()
         last = None
-        while True:
-            tasks = sorted(await self._tasks(), key=lambda t: t.get("CreatedAt", ""))
-            if tasks:
-                task = tasks[-1]
-                status = task.get("Status", {})
-                state = status.get("State", "")
-                reason = self.scrub(status.get("Err") or status.get("Message") or "")
-                if state == "running":
-                    return
-                if state in FINAL_STATES:
-                    await self._fail(f"swarm {state} the task: {reason}")
-                waited = time.monotonic() - started
-                if state == "pending" and status.get("Err"):
-                    err = self.scrub(status["Err"])
-                    if any(h in err for h in HOPELESS_PENDING) and waited > 2:
-                        await self._fail(err)
-                    if waited > self.resource_wait:
-                        await self._fail(f"{err} (waited {waited:.0f}s)")
-                if (state, reason) != last:
-                    last = (state, reason)
-                    progress = {"pending": 20, "assigned": 30, "preparing": 40}.get(state, 50)
-                    text = {"pending": "waiting for a node", "preparing": "preparing (pulling image)"}
-                    self._event(progress, f"{text.get(state, state)}: {reason}".rstrip(": "))
-            await asyncio.sleep(0.25)
-
-    async def _fail(self, reason):
         try:
-            await self.remove_object()
-        except Exception as e:  # the service may be gone already
+            while True:
+                tasks = sorted(await self._tasks(), key=lambda t: t.get("CreatedAt", ""))
+                states = [t.get("Status", {}).get("State", "") for t in tasks]
+                if "running" in states:
+                    return
+                # Swarm replaces a task that ended at once (restart policy):
+                # the newest task is then a fresh one, "ready" or "new", and
+                # the reason is on the older one. The service is new, so any
+                # ended task is this spawn's.
+                ended = [t.get("Status", {}) for t in tasks]
+                ended = [s for s in ended if s.get("State") in FINAL_STATES]
+                if ended:
+                    reason = self.scrub(ended[-1].get("Err") or ended[-1].get("Message") or "")
+                    await self._fail(f"swarm {ended[-1]['State']} the task: {reason}")
+                if tasks:
+                    status = tasks[-1].get("Status", {})
+                    state = status.get("State", "")
+                    reason = self.scrub(status.get("Err") or status.get("Message") or "")
+                    waited = time.monotonic() - started
+                    if state == "pending" and status.get("Err"):
+                        err = self.scrub(status["Err"])
+                        if pending_is_hopeless(err) and waited > 2:
+                            await self._fail(err + self._placement_hint(err))
+                        if waited > self.resource_wait:
+                            await self._fail(f"{err} (waited {waited:.0f}s"
+                                             f"{self._wanted_hint(err)})")
+                    if (state, reason) != last:
+                        last = (state, reason)
+                        self._event(*self._progress_message(state, reason))
+                await asyncio.sleep(0.25)
+        except asyncio.CancelledError:
+            # start_timeout passed, or the user cancelled the pending spawn:
+            # remove the service, or swarm keeps trying it for nobody.
+            await self._remove_service()
+            raise
+
+    def _progress_message(self, state, reason):
+        progress = {"pending": 20, "assigned": 30, "preparing": 40}.get(state, 50)
+        if state == "pending" and "insufficient resources" in reason and self._plan.gpu.count:
+            count = self._plan.gpu.count
+            text = f"waiting for a free GPU ({count} requested)"
+        else:
+            text = {"pending": "waiting for a node",
+                    "preparing": "preparing (pulling image)"}.get(state, state)
+        if reason.strip().lower() in ("", state):  # swarm's "starting: starting"
+            return progress, text
+        return progress, f"{text}: {reason}"
+
+    def _placement_hint(self, err):
+        """What the spec asks for that no node offers."""
+        hints = []
+        if "constraints not satisfied" in err and self._plan.constraints:
+            hints.append("constraints " + ", ".join(self._plan.constraints))
+        if "unsupported platform" in err and self.placement.platforms:
+            hints.append("platforms " + ", ".join(f"{a}/{o}" for a, o in self.placement.platforms))
+        return f" (this server needs {'; '.join(hints)})" if hints else ""
+
+    def _wanted_hint(self, err):
+        if "insufficient resources" not in err:
+            return ""
+        wanted = []
+        if self._plan.gpu.count:
+            wanted.append(f"{self._plan.gpu.count} GPU")
+        if self.cpu_guarantee:
+            wanted.append(f"{self.cpu_guarantee:g} CPU")
+        if self.mem_guarantee:
+            wanted.append(f"{self.mem_guarantee / 1024**2:g} MiB memory")
+        return f" for a node with {', '.join(wanted)} free" if wanted else ""
+
+    async def _remove_service(self):
+        try:
+            await self.docker("remove_service", self.object_id or self.service_name)
+        except NotFound:
+            pass
+        except Exception as e:
             self.log.warning("Could not remove %s: %s", self.service_name, e)
         self.object_id = ""
+
+    async def _fail(self, reason):
+        await self._remove_service()
         raise SpawnFailed(f"Your server could not start: {reason}")
 
     async def get_ip_and_port(self):
@@ -698,6 +790,7 @@ class SwarmUserSpawner(SwarmSpawner):
 # --------------------------------------------------------------------------
 
 from nativeauthenticator import NativeAuthenticator  # noqa: E402
+from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: E402
 from nativeauthenticator.handlers import SignUpHandler  # noqa: E402
 from nativeauthenticator.orm import UserInfo  # noqa: E402
 
@@ -785,7 +878,8 @@ def check_database(url, upgrade, wait=DB_CONNECT_WAIT):
     from sqlalchemy import create_engine
 
     shown = mask_url(url)
-    password = urlsplit(url).password
+    credentials = _split_credentials(url)
+    password = credentials[1].partition(":")[2] if credentials else ""
     args = {} if url.startswith("sqlite") else {"connect_timeout": 5}
     engine = create_engine(url, connect_args=args)
     deadline = time.monotonic() + wait
@@ -796,8 +890,8 @@ def check_database(url, upgrade, wait=DB_CONNECT_WAIT):
                     break
             except Exception as e:
                 reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
-                if password:
-                    reason = reason.replace(password, "***")
+                for secret in {password, unquote(password)} - {""}:
+                    reason = reason.replace(secret, "***")
                 final = any(f in reason.lower() for f in _AUTH_FAILURES)
                 if final or time.monotonic() > deadline:
                     raise ConfigError("HUB_DB_URL", url, "", problem=(
@@ -1003,6 +1097,11 @@ def configure(c, env):
 
     # -- Auth: NativeAuthenticator -------------------------------------------
     c.JupyterHub.authenticator_class = SwarmNativeAuthenticator
+    # NativeAuthenticator's page.html adds "Authorize Users" (admins) and
+    # "Change Password" to the navigation bar, but only when its templates
+    # come before JupyterHub's: without this, no hub page links to
+    # /hub/authorize.
+    c.JupyterHub.template_paths = [NATIVE_TEMPLATES]
     admins = split_list(env.str("AUTH_ADMIN_USER", "admin"), ",")
     c.Authenticator.admin_users = set(admins)
     # JupyterHub 5 allows nobody by default; NativeAuthenticator's own

@@ -37,7 +37,7 @@ HUB_TAG="jhswarm-standin/jupyterhub:${JUPYTERHUB_VERSION}"
 NB_TAG="jhswarm-standin/notebook:${JUPYTERHUB_VERSION}"
 KEY_LABEL="org.jhswarm.standin.key"
 
-HOST_APT_PACKAGES="docker.io debootstrap ca-certificates curl"
+HOST_APT_PACKAGES="docker.io debootstrap ca-certificates curl iproute2"  # iproute2: scripts/cluster.sh
 
 export DEBIAN_FRONTEND=noninteractive
 export DOCKER_BUILDKIT=0

@@ -2,8 +2,12 @@
 # The project's one test command:  bash scripts/test.sh [pytest args...]
 #
 #   1. scripts/env-up.sh: docker engine, single-node swarm, stand-in images
+#      scripts/browser-up.sh: Debian's chromium (tests/e2e/test_20_browser.py)
+#      scripts/db-up.sh: PostgreSQL + MariaDB on the host (tests/e2e/test_00_databases.py)
 #   2. a virtualenv at .venv with requirements-test.txt
-#   3. pytest tests -v "$@"  (unit tests and the real-swarm e2e tests)
+#   3. pytest tests -v "$@"  (unit tests and the real-swarm e2e tests;
+#      tests/e2e_cluster brings up scripts/cluster.sh's 3-node swarm itself
+#      and takes it down at the end)
 #
 # Exits with pytest's status; "no tests collected" (pytest's 5) is a failure.
 # Example: bash scripts/test.sh -k persistence
@@ -16,6 +20,9 @@ log() { printf '[test.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 t0=$SECONDS
 bash scripts/env-up.sh
+bash scripts/browser-up.sh  # Debian's chromium for the browser tests
+bash scripts/db-up.sh  # PostgreSQL and MariaDB for the database tests
+export JHSWARM_DB_READY=1
 export JHSWARM_ENV_READY=1  # the e2e session fixture need not run it again
 
 VENV="${REPO_ROOT}/.venv"

@@ -49,6 +49,7 @@ PRODUCT_DEFAULT_NOTEBOOK = "jupyter/base-notebook:notebook-6.5.4"
 # Second and third names of the notebook image, for the suffix rules.
 GPU_IMAGE = "jhswarm-standin/notebook:gpu"
 BASE_RULE_IMAGE = "jhswarm-standin/notebook:base"
+MISSING_IMAGE = "jhswarm-missing/image:none"  # exists nowhere, no registry has it
 GPU_LABEL = ("calculation_type", "gpu")
 OWN_LABEL_MARKER = "org.jhswarm.e2e.added-calculation_type"
 
@@ -70,6 +71,7 @@ SETTINGS = {
         f"gpu:calculation_type==gpu->{GPU_IMAGE};"
         f"base:calculation_type==gpu->{BASE_RULE_IMAGE};"
         "nowhere:calculation_type==e2e-no-such-node->" + (NOTEBOOK_IMAGE or PRODUCT_DEFAULT_NOTEBOOK)
+        + f";missing->{MISSING_IMAGE}"  # an image no node has (test_08, test_50)
     ),
     "SPAWNER_CONSTRAINT_WITH_GPUS": "gpu->1",
     # a GPU that never comes: fail after 20s instead of the default 60s
@@ -155,19 +157,29 @@ def _run(cmd, what, timeout, env=None):
 
 
 LOCK_FILE = "/run/jhswarm-e2e.lock"
+_lock = None  # the open lock file while this process holds the lock
+
+
+def hold_engine_lock():
+    """One e2e session per engine at a time: the stack, the network name and
+    the per-user service names are fixed, and cleanup removes them all.
+    Taken once per process (by the e2e_lock fixture or the first deploy())
+    and held until the process ends."""
+    global _lock
+    if _lock is not None:
+        return
+    import fcntl
+    lock = open(LOCK_FILE, "w")
+    t0 = time.monotonic()
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if time.monotonic() - t0 > 1:
+        log(f"waited {time.monotonic() - t0:.0f}s for another e2e session")
+    _lock = lock
 
 
 @pytest.fixture(scope="session")
 def e2e_lock():
-    """One e2e session per engine at a time: the stack, the network name and
-    the per-user service names are fixed, and cleanup removes them all."""
-    import fcntl
-    with open(LOCK_FILE, "w") as lock:
-        t0 = time.monotonic()
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if time.monotonic() - t0 > 1:
-            log(f"waited {time.monotonic() - t0:.0f}s for another e2e session")
-        yield
+    hold_engine_lock()
 
 
 @pytest.fixture(scope="session")
@@ -204,19 +216,30 @@ class Deployment:
     port: int
     env: dict
     deployed_at: float = field(default_factory=time.monotonic)
+    tls_ca: str = None  # with HUB_SSL_*: the CA file that signed the proxy's cert
+    # where the proxy's host-mode port answers (swarm.target() changes it)
+    address: str = field(default_factory=lambda: swarm.PUBLIC_ADDRESS)
 
     current = None  # the Deployment now running, for the failure hook
 
     @property
     def base_url(self):
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_ca else "http"
+        return f"{scheme}://{self.address}:{self.port}"
 
     def client(self, name=None):
-        return HubClient(self.base_url, name)
+        client = HubClient(self.base_url, name)
+        if self.tls_ca:
+            # requests lets REQUESTS_CA_BUNDLE from the environment override
+            # a session's verify: ignore the environment for this browser
+            client.session.trust_env = False
+            client.session.verify = self.tls_ca
+        return client
 
     def health(self):
         try:
-            r = requests.get(self.base_url + "/hub/health", timeout=5)
+            r = requests.get(self.base_url + "/hub/health", timeout=5,
+                             verify=self.tls_ca or True)
         except requests.RequestException:
             return False
         return r.status_code == 200
@@ -242,10 +265,12 @@ class Deployment:
         return time.monotonic() - t0
 
 
-def deploy(**overrides):
+def deploy(tls_ca=None, **overrides):
     """Deploy the stack from scratch with the e2e defaults plus `overrides`
     (None removes a variable); wait until /hub/health answers through the
-    proxy. Returns the Deployment."""
+    proxy (over HTTPS, trusting `tls_ca`, when given). Returns the Deployment."""
+    if swarm.HOST is None:  # the local engine; tests/e2e_cluster locks its own
+        hold_engine_lock()
     swarm.cleanup()
     port = swarm.free_port(18000)
     env = {
@@ -260,7 +285,7 @@ def deploy(**overrides):
     with phase("docker stack deploy"):
         swarm.stack_deploy(env)
     check_interpolation(env)
-    d = Deployment(port, env)
+    d = Deployment(port, env, tls_ca=tls_ca)
     Deployment.current = d
     with phase("hub healthy through the proxy"):
         try:

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,10 +25,18 @@ DATA_VOLUME = f"{STACK}_jupyterhub-data"
 USER_SERVICE_PREFIX = "jupyter-"
 USER_VOLUME_PREFIX = "jupyterhub-user-"
 
+# The engine the helpers below talk to (None: the docker CLI's default, the
+# local engine) and the address where the proxy's host-mode port answers.
+# tests/e2e_cluster points them at the manager of scripts/cluster.sh with
+# target(): HOST="unix:///run/jhs-cluster/node1.sock", "10.200.0.11".
+HOST = None
+PUBLIC_ADDRESS = "127.0.0.1"
+
 # Variables the compose file reads: never inherited from the calling shell,
 # so a deploy sees exactly what the test asked for.
 _COMPOSE_PREFIXES = ("HUB_", "SPAWNER_", "AUTH_", "PROXY_")
-_COMPOSE_NAMES = {"JUPYTERHUB_IMAGE", "PUBLIC_PORT", "CONFIGPROXY_AUTH_TOKEN"}
+_COMPOSE_NAMES = {"JUPYTERHUB_IMAGE", "PUBLIC_PORT", "CONFIGPROXY_AUTH_TOKEN",
+                  "JUPYTERHUB_SSL_DIR", "PROXY_IMAGE", "DOCKER_SOCKET"}
 
 
 class DockerError(RuntimeError):
@@ -38,12 +47,13 @@ def log(message):
     print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def docker(*args, check=True, timeout=180, env=None, cwd=None):
+def docker(*args, check=True, timeout=180, env=None, cwd=None, input_text=None):
     """Run the docker CLI; return the CompletedProcess (text)."""
     proc = subprocess.run(
-        [DOCKER, *args],
+        [DOCKER, *(("-H", HOST) if HOST else ()), *args],
         capture_output=True,
         text=True,
+        input=input_text,
         timeout=timeout,
         env=env,
         cwd=cwd,
@@ -54,6 +64,19 @@ def docker(*args, check=True, timeout=180, env=None, cwd=None):
             f"{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+@contextmanager
+def target(host, public_address):
+    """Inside the block, the helpers talk to the engine at `host` (a docker
+    -H value) and the stack's public port answers at `public_address`."""
+    global HOST, PUBLIC_ADDRESS
+    saved = HOST, PUBLIC_ADDRESS
+    HOST, PUBLIC_ADDRESS = host, public_address
+    try:
+        yield
+    finally:
+        HOST, PUBLIC_ADDRESS = saved
 
 
 def docker_json(*args):
@@ -230,7 +253,7 @@ def cleanup(timeout=120):
     volumes = [
         v
         for v in docker("volume", "ls", "-q").stdout.split()
-        if v == DATA_VOLUME or v.startswith(USER_VOLUME_PREFIX)
+        if v in (DATA_VOLUME, f"{STACK}_jupyterhub-ssl") or v.startswith(USER_VOLUME_PREFIX)
     ]
 
     def volumes_gone():

@@ -6,7 +6,9 @@ spec is checked while it is pending, and the spawn must then fail with a
 reason after SPAWNER_RESOURCE_WAIT (20s here), not hang. While alice-gpu is
 pending, `bob` (no rule) and `carol-base` (rule `base`: image :base, the
 label, no GPU) spawn concurrently; neither may inherit anything of the
-other rules.
+other rules. While pending, alice-gpu's progress stream says it waits for a
+free GPU; a second start goes pending again and can be cancelled without
+leaving anything behind.
 """
 
 import threading
@@ -139,12 +141,31 @@ def test_suffix_rules_gpu_pending_and_no_leakage(hub, make_user):
         assert events and events[-1].get("failed"), events
         message = events[-1]["message"]
         assert "could not start" in message and "insufficient resources" in message, message
+        assert "for a node with 1 GPU" in message, message  # what was asked for
+        waiting = [e["message"] for e in events if "waiting for a free GPU" in e["message"]]
+        assert waiting and "insufficient resources" in waiting[0], events
         model = alice.user_model("alice-gpu")
         observe(f"alice-gpu user model after the failure: servers={model['servers']} pending={model['pending']}")
         assert model["servers"] == {} and model["pending"] is None, model
         # failed after the resource wait (20s), well before the start timeout
         assert took < 90, took
-        wait_for(lambda: service not in swarm.user_services(), 30, f"{service} removed")
+        assert service not in swarm.user_services()  # removed before the failure was reported
+
+    with phase("suffix: alice-gpu starts again, then cancels the pending spawn"):
+        r = alice.start_server("alice-gpu")
+        assert r.status_code == 202, (r.status_code, r.text)
+
+        def waiting_for_gpu():
+            tasks = swarm.service_tasks(service)
+            return tasks and "insufficient resources" in (tasks[0]["Status"].get("Err") or "")
+
+        wait_for(waiting_for_gpu, 30, f"{service} pending for a GPU again")
+        t1 = time.monotonic()
+        model = alice.stop_server("alice-gpu")  # DELETE while the spawn is pending
+        observe(f"alice-gpu: pending spawn cancelled in {time.monotonic() - t1:.1f}s: "
+                f"servers={model['servers']} pending={model['pending']}")
+        assert model["servers"] == {} and model["pending"] is None, model
+        wait_for(lambda: service not in swarm.user_services(), 30, f"{service} removed after the cancel")
 
     with phase("suffix: stop bob and carol-base"):
         bob.stop_server("bob")

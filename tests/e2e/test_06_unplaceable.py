@@ -1,5 +1,6 @@
 """A server swarm cannot place (a suffix rule's label that no node has) fails
-quickly with swarm's reason, and its service is not left behind.
+quickly with swarm's reason, and its service is not left behind. Once the
+node gets the label, the same user's next start succeeds.
 
 Recorded (printed) along the way: what a browser user sees (the spawn page,
 its progress stream, the page after a reload) and what an API client sees.
@@ -8,12 +9,16 @@ its progress stream, the page after a reload) and what an API client sees.
 import time
 
 from . import swarm
-from .conftest import observe, phase
+from .conftest import GPU_LABEL, observe, phase
+from .hubclient import start_and_wait
+from .spawnwatch import start_and_watch
 from .swarm import log, wait_for
 
 NAME = "dave-nowhere"
 SERVICE = "jupyter-dave-2dnowhere"
 REASON = "scheduling constraints not satisfied"
+# the shared deployment's `nowhere` rule
+NOWHERE_LABEL = ("calculation_type", "e2e-no-such-node")
 
 
 def page_message(text):
@@ -46,6 +51,8 @@ def test_unplaceable_spawn_fails_with_reason(hub, make_user):
         assert events and events[-1].get("failed"), events
         message = events[-1]["message"]
         assert "could not start" in message and REASON in message, message
+        # the constraint no node matches is named
+        assert "node.labels.calculation_type==e2e-no-such-node" in message, message
         assert took < 30, f"took {took:.0f}s: a hopeless constraint should fail at once"
 
         reloaded = dave.get(f"/hub/spawn-pending/{NAME}")
@@ -61,15 +68,29 @@ def test_unplaceable_spawn_fails_with_reason(hub, make_user):
         assert model["servers"] == {} and model["pending"] is None, model
 
     with phase("unplaceable: API client: POST server until failure"):
-        t0 = time.monotonic()
-        r = dave.start_server(NAME)
+        # the stream is read from the first moment, as the spawn page does
+        r, events, took = start_and_watch(dave, NAME, timeout=120)
         # a failure within the hub's slow_spawn_timeout (10s) is the POST's
         # answer; a slower one comes through the progress stream
         observe(f"{NAME}: POST /hub/api/users/{NAME}/server: HTTP {r.status_code} {r.text[:300]}")
         assert r.status_code in (202, 500), (r.status_code, r.text)
-        events = dave.progress_events(NAME, timeout=120)
-        took = time.monotonic() - t0
         observe(f"{NAME} (unplaceable): failed after {took:.1f}s; progress events: {events}")
         assert events and events[-1].get("failed") and REASON in events[-1]["message"], events
         assert took < 30, took
+        # while pending, the stream showed swarm's own words
+        waiting = [e["message"] for e in events if e["message"].startswith("waiting for a node")]
+        assert any(REASON in m for m in waiting), events
         assert_no_service_left()
+        assert dave.user_model(NAME)["pending"] is None
+
+    with phase("unplaceable: the node gets the label, the next start succeeds"):
+        try:
+            swarm.label_node(*NOWHERE_LABEL)
+            model, took = start_and_wait(dave, NAME)
+            observe(f"{NAME}: after `docker node update --label-add "
+                    f"{'='.join(NOWHERE_LABEL)}`: ready in {took:.1f}s")
+            assert model["servers"][""]["ready"], model
+            dave.stop_server(NAME)
+            assert_no_service_left()
+        finally:
+            swarm.label_node(*GPU_LABEL)  # the label the other rules need back

@@ -61,3 +61,70 @@ def test_stack_file_passes_every_variable_through():
     # the stack hands the proxy token to both services itself
     expected = config_variables() - {"CONFIGPROXY_AUTH_TOKEN_FILE"}
     assert expected <= keys, sorted(expected - keys)
+
+
+def test_example_env_lists_every_variable_and_loads():
+    lines = (ROOT / "example.env").read_text().splitlines()
+    names = {m.group(1) for line in lines
+             if (m := re.match(r"^#?([A-Z][A-Z0-9_]+)=", line))}
+    assert names == config_variables()
+    active = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    cfg = load_config(active)
+    assert cfg.SwarmUserSpawner.network_name == "jupyterhub_network"
+
+
+# README.zh-CN.md translates README.md: its headings differ, its variable
+# tables must not. Each README.md section holding a variable table, paired
+# with its heading in the Chinese README.
+ZH_README_SECTIONS = {
+    "## Deploy": "## 部署",
+    "## Variable reference": "## 变量参考",
+    "### PostgreSQL as part of the stack": "### 在stack中运行PostgreSQL",
+}
+VARIABLE_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \|([^|\n]*)\|", re.M)
+
+
+def markdown_section(text, heading):
+    """The text under heading, up to the next heading of its level or higher."""
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = text.splitlines()
+    assert heading in lines, f"heading {heading!r} is missing"
+    body, fence = [], False
+    for line in lines[lines.index(heading) + 1:]:
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence and (m := re.match(r"(#+) ", line)) and len(m.group(1)) <= level:
+            break
+        body.append(line)
+    return "\n".join(body)
+
+
+def variable_rows(text):
+    """(name, default) of each table row `| `NAME` | default | ...`, in order."""
+    return [(m.group(1), m.group(2).strip()) for m in VARIABLE_ROW.finditer(text)]
+
+
+def test_chinese_readme_lists_the_same_variables():
+    en = (ROOT / "README.md").read_text(encoding="utf-8")
+    zh = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    assert "](README.zh-CN.md)" in en, "README.md does not link README.zh-CN.md"
+    assert "](README.md)" in zh, "README.zh-CN.md does not link README.md"
+
+    for en_heading, zh_heading in ZH_README_SECTIONS.items():
+        en_rows = variable_rows(markdown_section(en, en_heading))
+        zh_rows = variable_rows(markdown_section(zh, zh_heading))
+        assert en_rows, f"README.md has no variable table under {en_heading!r}"
+        assert [n for n, _ in zh_rows] == [n for n, _ in en_rows], \
+            f"README.zh-CN.md {zh_heading!r} lists other variables than README.md {en_heading!r}"
+        assert zh_rows == en_rows, f"defaults differ under {zh_heading!r}"
+    # and no variable table anywhere else differs either
+    assert variable_rows(zh) == variable_rows(en)
+
+    config = config_variables()
+    reference = [n for n, _ in variable_rows(markdown_section(en, "## Variable reference"))]
+    assert set(reference) <= config, sorted(set(reference) - config)
+    # deployment variables are read by the stack files, not by the config
+    stacks = "".join((ROOT / f).read_text()
+                     for f in ("docker-compose.swarm.yml", "docker-compose.postgres.yml"))
+    unknown = [n for n, _ in variable_rows(en) if n not in config and "${" + n + ":" not in stacks]
+    assert not unknown, f"README tables list variables nothing reads: {unknown}"
