@@ -13,10 +13,10 @@ A step that fails saves a screenshot of every open browser under
 artifacts/screenshots/ (git-ignored) and prints where.
 """
 
+import os
 import re
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -136,8 +136,6 @@ class Person:
         """A screenshot of a successful step, under artifacts/screenshots/success/;
         with docs=True also refreshed in docs/screenshots/ (README) when
         JHSWARM_DOCS_SCREENSHOTS=1."""
-        import os
-
         path = self.screenshot(SUCCESS_SHOTS / f"{name}.png")
         if path and docs and os.environ.get("JHSWARM_DOCS_SCREENSHOTS") == "1":
             DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
@@ -183,9 +181,9 @@ class Person:
         page.wait_for_load_state()
 
     def login_error(self):
+        """The login page's error, once the page shows one."""
         error = self.page.locator(".login_error")
-        if error.count() == 0:
-            return ""
+        error.wait_for()
         return " ".join(error.inner_text().split())
 
     def nav_link(self, text):
@@ -232,6 +230,3 @@ class Person:
         crumbs = self.page.locator(".jp-BreadCrumbs-item")
         texts = [t.strip() for t in crumbs.all_inner_texts() if t.strip()]
         return texts[-1] if texts else ""
-
-    def wait(self, seconds):
-        time.sleep(seconds)
