@@ -147,8 +147,6 @@ def test_suffix_rules_gpu_pending_and_no_leakage(hub, make_user):
         model = alice.user_model("alice-gpu")
         observe(f"alice-gpu user model after the failure: servers={model['servers']} pending={model['pending']}")
         assert model["servers"] == {} and model["pending"] is None, model
-        # failed after the resource wait (20s), well before the start timeout
-        assert took < 90, took
         assert service not in swarm.user_services()  # removed before the failure was reported
 
     with phase("suffix: alice-gpu starts again, then cancels the pending spawn"):

@@ -108,8 +108,6 @@ def fails_twice(client, name, service, reasons, what):
             message = events[-1]["message"]
             assert "could not start" in message, message
             assert any(reason in message for reason in reasons), message
-            # swarm's reason, not the start timeout's
-            assert took < START_TIMEOUT, took
             # removed before the failure was reported
             assert service not in swarm.user_services(), swarm.user_services()
             model = client.user_model(name)

