@@ -883,6 +883,7 @@ def check_database(url, upgrade, wait=DB_CONNECT_WAIT):
     args = {} if url.startswith("sqlite") else {"connect_timeout": 5}
     engine = create_engine(url, connect_args=args)
     deadline = time.monotonic() + wait
+    waiting = False
     try:
         while True:
             try:
@@ -896,6 +897,10 @@ def check_database(url, upgrade, wait=DB_CONNECT_WAIT):
                 if final or time.monotonic() > deadline:
                     raise ConfigError("HUB_DB_URL", url, "", problem=(
                         f"HUB_DB_URL={shown!r}: cannot connect to the database: {reason}")) from None
+                if not waiting:  # say why the hub is silent meanwhile
+                    print(f"jupyterhub_config: waiting up to {wait}s for the database at "
+                          f"HUB_DB_URL={shown!r}: {reason}", flush=True)
+                    waiting = True
                 time.sleep(2)
         if not upgrade:
             try:

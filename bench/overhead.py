@@ -612,11 +612,11 @@ class Bench:
         old = self.swarm.hub_container()
         t0 = time.monotonic()
         t0_wall = time.time()
-        # --resolve-image never: with --force the CLI otherwise asks a
-        # registry for the image's digest (seconds to fail here, with no
-        # registry; the project image exists only on this node)
-        self.swarm.docker("service", "update", "--force", "--detach", "--resolve-image",
-                          "never", self.swarm.HUB_SERVICE)
+        # --no-resolve-image: with --force the CLI otherwise asks a registry
+        # for the image's digest (seconds to fail here, with no registry; the
+        # project image exists only on this node)
+        self.swarm.docker("service", "update", "--force", "--detach", "--no-resolve-image",
+                          self.swarm.HUB_SERVICE)
         cli = time.monotonic() - t0
 
         def old_gone():

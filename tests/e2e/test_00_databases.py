@@ -335,10 +335,10 @@ def test_unusable_database_stops_hub(dbs):
             assert reason in logs, logs[-2000:]
             assert_no_secrets(logs, dbs, WRONG_PASSWORD, quote(WRONG_PASSWORD, safe=""))
             runtime = task_runtime(task)
-            if at_once:
-                assert runtime < 20, f"{what}: an authentication error took {runtime:.0f}s"
-            else:
-                assert 28 <= runtime < 90, f"{what}: gave up after {runtime:.0f}s, not ~30s"
+            log(f"{what}: the hub exited with {exit_code} after {runtime:.1f}s")
+            if not at_once:
+                # it waited for a database that may still be starting
+                assert runtime >= 28, f"{what}: gave up after {runtime:.0f}s, before the 30s wait"
 
 
 # -- 4: upgrade from the original image's generation ----------------------------------
