@@ -18,8 +18,10 @@ WORKDIR /srv/jupyterhub
 VOLUME ["/data"]
 EXPOSE 8000
 
-# Healthy when the hub answers on its own port (HUB_HUB_PORT, 8001 by default).
+# Healthy when the hub answers on its own port (HUB_HUB_PORT, 8001 by default);
+# with internal TLS (HUB_INTERNAL_SSL_PATH) the hub asks every client for a
+# certificate, so the check shows the hub's own.
 HEALTHCHECK --interval=5s --timeout=4s --start-period=120s --retries=3 \
-  CMD python3 -c "import os,ssl,urllib.request as u; s='https' if os.environ.get('HUB_INTERNAL_SSL_PATH') else 'http'; u.urlopen(f\"{s}://127.0.0.1:{os.environ.get('HUB_HUB_PORT') or 8001}/hub/health\", timeout=4, context=ssl._create_unverified_context())"
+  CMD python3 -c "import os,ssl,urllib.request as u; d=os.environ.get('HUB_INTERNAL_SSL_PATH'); c=ssl._create_unverified_context(); d and c.load_cert_chain(d+'/hub-internal/hub-internal.crt', d+'/hub-internal/hub-internal.key'); u.urlopen(f\"{'https' if d else 'http'}://127.0.0.1:{os.environ.get('HUB_HUB_PORT') or 8001}/hub/health\", timeout=4, context=c)"
 
 CMD ["jupyterhub", "-f", "/srv/jupyterhub/jupyterhub_config.py"]

@@ -12,7 +12,9 @@ import asyncio
 import hashlib
 import os
 import re
+import secrets
 import shlex
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -535,7 +537,7 @@ def service_name(prefix, escaped_username, limit=63):
 from dockerspawner import SwarmSpawner  # noqa: E402
 from tornado import web  # noqa: E402
 from docker.errors import APIError, NotFound  # noqa: E402
-from docker.types import DriverConfig, Mount  # noqa: E402
+from docker.types import DriverConfig, Mount, NetworkAttachmentConfig, SecretReference  # noqa: E402
 
 # Task states in which swarm will not make this task run any more.
 FINAL_STATES = {"failed", "rejected", "shutdown", "orphaned", "complete", "remove"}
@@ -623,8 +625,16 @@ class SwarmUserSpawner(SwarmSpawner):
         self.extra_resources_spec = (
             {"generic_resources": {"NVIDIA-GPU": plan.gpu.count}} if plan.gpu.count else {}
         )
+        container_spec = {}
         if self.storage.type == "local" and self.chown_local_volume:
-            self.extra_container_spec = {"user": "root"}
+            container_spec["user"] = "root"
+        if getattr(self, "_ssl_secrets", None):
+            container_spec["secrets"] = list(self._ssl_secrets)
+        self.extra_container_spec = container_spec
+        if getattr(self, "_ssl_name", None):
+            self.extra_task_spec = {"networks": [
+                NetworkAttachmentConfig(self.network_name, aliases=[self._ssl_name])]}
+            self.extra_create_kwargs = {"labels": {ALIAS_LABEL: self._ssl_name}}
         self._events = []
         await self._make_user_directory()
         return await super().start()
@@ -642,6 +652,81 @@ class SwarmUserSpawner(SwarmSpawner):
             os.chown(path, *self.storage.owner)
         except OSError as e:
             self.log.warning("Could not chown %s: %s", path, e)
+
+    # -- internal TLS: the server's certificates as swarm secrets --------------
+    # dockerspawner copies them into a docker volume on the hub's node, which
+    # a service on any other node never sees. Swarm secrets reach the task on
+    # whichever node it runs; they are made for one spawn and removed with
+    # the service.
+    SSL_LABEL = "jupyterhub-swarm.server"
+    SSL_DIR = "/run/secrets"  # where swarm puts secrets in a Linux container
+    SSL_FILES = (  # (the hub's key in cert_paths, file name, private)
+        ("keyfile", "jupyterhub-ssl.key", True),
+        ("certfile", "jupyterhub-ssl.crt", False),
+        ("cafile", "jupyterhub-ssl-ca.crt", False),
+    )
+
+    async def create_certs(self):
+        """The server's certificate, for a name of this spawn only: a network
+        alias of the service (get_ip_and_port). Right after a stop, swarm's
+        DNS may still answer the service's name with the former task's
+        address; a new name has no past."""
+        self._ssl_name = f"{self._short_name()}-{secrets.token_hex(3)}"
+        self.ssl_alt_names = [f"DNS:{self._ssl_name}", f"DNS:{self.service_name}"]
+        return await super().create_certs()
+
+    def _short_name(self):
+        base = self.service_name
+        if len(base) > 40:  # secret names: at most 64 characters
+            base = base[:31] + "-" + hashlib.sha256(base.encode()).hexdigest()[:8]
+        return base
+
+    async def move_certs(self, paths):
+        """Make the server's key, certificate and CA bundle swarm secrets,
+        labelled with the service's name; return their paths in the task."""
+        await self._remove_ssl_secrets()  # left by a hub that stopped meanwhile
+        base = self._short_name()
+        spawn = secrets.token_hex(3)
+        uid, gid = self.storage.owner
+        refs, moved = [], {}
+        for key, filename, private in self.SSL_FILES:
+            with open(paths[key], "rb") as f:
+                data = f.read()
+            name = f"{base}-{filename.replace('jupyterhub-', '').replace('.', '-')}-{spawn}"
+            created = await self.docker(
+                "create_secret", name, data, labels={self.SSL_LABEL: self.service_name})
+            # the key: readable by the notebook user only (the owner of the
+            # user's directory, SPAWNER_PERSISTENCE_VOLUME_OWNER)
+            refs.append(SecretReference(
+                created["ID"], name, filename=filename, uid=str(uid), gid=str(gid),
+                mode=0o400 if private else 0o444))
+            moved[key] = f"{self.SSL_DIR}/{filename}"
+        self._ssl_secrets = refs
+        self.log.info("Internal TLS certificates of %s are swarm secrets %s", self.service_name,
+                      ", ".join(r["SecretName"] for r in refs))
+        return moved
+
+    async def _remove_ssl_secrets(self):
+        if not self.internal_ssl:
+            return
+        try:
+            found = await self.docker(
+                "secrets", filters={"label": f"{self.SSL_LABEL}={self.service_name}"})
+        except Exception as e:
+            self.log.warning("Could not list the TLS secrets of %s: %s", self.service_name, e)
+            return
+        for secret in found:
+            try:
+                await self.docker("remove_secret", secret["ID"])
+            except NotFound:
+                pass
+            except Exception as e:
+                self.log.warning("Could not remove secret %s: %s",
+                                 secret["Spec"]["Name"], e)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self._remove_ssl_secrets()
 
     # -- waiting for the task, with swarm's reasons --------------------------
     def scrub(self, text):
@@ -765,6 +850,7 @@ class SwarmUserSpawner(SwarmSpawner):
         except Exception as e:
             self.log.warning("Could not remove %s: %s", self.service_name, e)
         self.object_id = ""
+        await self._remove_ssl_secrets()
 
     async def _fail(self, reason):
         await self._remove_service()
@@ -774,8 +860,13 @@ class SwarmUserSpawner(SwarmSpawner):
         """The running task's own address on the user network.
 
         The service name may still resolve to the previous server's container
-        for a few seconds after a stop; the task address cannot.
+        for a few seconds after a stop; the task address cannot. With
+        internal TLS, a name it is: the server's certificate is made before
+        the task has an address, for the network alias of this spawn
+        (create_certs), which resolves to this task only.
         """
+        if self.internal_ssl:
+            return getattr(self, "_ssl_name", None) or self.service_name, self.port
         for task in await self._tasks():
             if task.get("Status", {}).get("State") != "running":
                 continue
@@ -783,6 +874,153 @@ class SwarmUserSpawner(SwarmSpawner):
                 if attachment["Network"]["Spec"]["Name"] == self.network_name:
                     return attachment["Addresses"][0].split("/")[0], self.port
         raise SpawnFailed(f"no running task of {self.service_name} on {self.network_name}")
+
+
+# The hub reaches a server with internal TLS by its spawn's alias (the name
+# in its certificate), at the address swarm gave the task: the hub does not
+# ask swarm's DNS, which answers a container only once its own task is
+# running, and a restarted hub's task is not (its health check waits for
+# the hub, which first checks the servers it knows).
+ALIAS_LABEL = "jupyterhub-swarm.alias"
+_ALIAS = re.compile(r"[a-z0-9][a-z0-9.-]*-[0-9a-f]{6}")
+
+
+def alias_address(services, tasks, alias):
+    """The address of the running task of the service labelled with
+    `alias`, on the network that carries the alias; None if there is none."""
+    for service in services:
+        if service["Spec"].get("Labels", {}).get(ALIAS_LABEL) != alias:
+            continue
+        networks = {n["Target"] for n in service["Spec"]["TaskTemplate"].get("Networks", [])
+                    if alias in (n.get("Aliases") or [])}
+        for task in tasks:
+            if task.get("Status", {}).get("State") != "running":
+                continue
+            for attachment in task.get("NetworksAttachments", []):
+                network = attachment["Network"]
+                if {network["ID"], network["Spec"]["Name"]} & networks:
+                    return attachment["Addresses"][0].split("/")[0]
+    return None
+
+
+from tornado.netutil import DefaultLoopResolver  # noqa: E402
+
+
+class SwarmAliasResolver(DefaultLoopResolver):
+    """Tornado's resolver (the hub's HTTP client) that answers a spawn's
+    alias with its task's address, read from the engine; other names as
+    usual."""
+
+    _docker = None
+
+    @classmethod
+    def docker(cls):
+        if cls._docker is None:
+            import docker
+
+            cls._docker = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+        return cls._docker
+
+    def lookup(self, alias):
+        client = self.docker()
+        services = client.services(filters={"label": f"{ALIAS_LABEL}={alias}"})
+        if not services:
+            return None
+        tasks = client.tasks(filters={"service": services[0]["ID"], "desired-state": "running"})
+        return alias_address(services, tasks, alias)
+
+    async def resolve(self, host, port, family=socket.AF_UNSPEC):
+        if _ALIAS.fullmatch(host):
+            address = await asyncio.get_running_loop().run_in_executor(None, self.lookup, host)
+            if address:
+                return [(socket.AF_INET, (address, port))]
+        return await super().resolve(host, port, family)
+
+
+# --------------------------------------------------------------------------
+# Proxy: an external configurable-http-proxy gets its internal TLS files
+# --------------------------------------------------------------------------
+
+from jupyterhub.proxy import ConfigurableHTTPProxy  # noqa: E402
+
+# Where the stack mounts the volume the hub shares with the proxy service.
+PROXY_CERTS_DIR = "/srv/jupyterhub/proxy-certs"
+# The official configurable-http-proxy image runs as nobody (65534).
+PROXY_CERTS_OWNER = (65534, 65534)
+
+
+def proxy_cert_files(proxy_certs, trust_bundles):
+    """{file name in PROXY_CERTS_DIR: (source path, private)} for the
+    proxy's API (server) and client sides, as JupyterHub hands them to a
+    proxy it starts itself (ConfigurableHTTPProxy._get_ssl_options)."""
+    api, client = proxy_certs["proxy-api"], proxy_certs["proxy-client"]
+    return {
+        "api.key": (api["keyfile"], True),
+        "api.crt": (api["certfile"], False),
+        "api-ca.crt": (trust_bundles["proxy-api-ca"], False),
+        "client.key": (client["keyfile"], True),
+        "client.crt": (client["certfile"], False),
+        "client-ca.crt": (trust_bundles["proxy-client-ca"], False),
+    }
+
+
+def export_proxy_certs(files, directory, owner):
+    """Copy `files` into `directory` for the proxy's user, each replaced in
+    one rename, so the proxy never reads half a file."""
+    for name, (source, private) in files.items():
+        with open(source, "rb") as f:
+            data = f.read()
+        target = os.path.join(directory, name)
+        tmp = target + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.chown(tmp, *owner)
+        except PermissionError:  # a hub not running as root
+            pass
+        os.chmod(tmp, 0o400 if private else 0o444)
+        os.replace(tmp, target)
+
+
+class SwarmProxy(ConfigurableHTTPProxy):
+    """configurable-http-proxy; with internal TLS and an external proxy, the
+    hub writes the proxy's key, certificates and CA bundles into the volume
+    it shares with the proxy service, which waits for them before starting
+    (docker-compose.swarm.yml)."""
+
+    certs_dir = PROXY_CERTS_DIR
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.app.internal_ssl and not self.should_start:
+            files = proxy_cert_files(self.app.internal_proxy_certs,
+                                     self.app.internal_trust_bundles)
+            if os.path.isdir(self.certs_dir):
+                export_proxy_certs(files, self.certs_dir, PROXY_CERTS_OWNER)
+                self.log.info("Internal TLS files for the proxy written to %s", self.certs_dir)
+            else:
+                self.log.warning(
+                    "%s is not mounted: give the external proxy these files yourself: %s",
+                    self.certs_dir, ", ".join(f"{n} <- {src}" for n, (src, _) in files.items()))
+
+    proxy_wait = 60  # seconds
+
+    async def get_all_routes(self, client=None):
+        """The hub's first request to an external proxy, at start-up: wait
+        for the proxy's API to listen (the proxy starts after its TLS files
+        are written, or simply later than the hub) rather than exit."""
+        deadline = time.monotonic() + self.proxy_wait
+        waiting = False
+        while True:
+            try:
+                return await super().get_all_routes(client)
+            except OSError as e:  # refused, or the name is not there yet
+                if self.should_start or time.monotonic() > deadline:
+                    raise
+                if not waiting:
+                    waiting = True
+                    self.log.info("Waiting for the proxy's API at %s (%s)", self.api_url, e)
+                await asyncio.sleep(0.5)
 
 
 # --------------------------------------------------------------------------
@@ -996,10 +1234,31 @@ def configure(c, env):
         check_database(c.JupyterHub.db_url, upgrade_db)
     for trait, name, default in HUB_INTEGERS:
         setattr(c.JupyterHub, trait, env.int(name, default, minimum=0))
+    # Internal TLS: hub, proxy and user servers verify each other with
+    # certificates from CAs JupyterHub keeps in HUB_INTERNAL_SSL_PATH. The
+    # names they reach each other by go into the certificates; the proxy's
+    # API then speaks HTTPS only.
     internal_ssl_path = env.str("HUB_INTERNAL_SSL_PATH")
+    c.JupyterHub.proxy_class = SwarmProxy
     if internal_ssl_path:
+        if not os.path.isabs(internal_ssl_path):
+            raise ConfigError("HUB_INTERNAL_SSL_PATH", internal_ssl_path,
+                              "an absolute path in the hub's container")
         c.JupyterHub.internal_ssl = True
         c.JupyterHub.internal_certs_location = internal_ssl_path
+        api_url = urlsplit(c.ConfigurableHTTPProxy.api_url)
+        if api_url.scheme == "http":
+            c.ConfigurableHTTPProxy.api_url = api_url._replace(scheme="https").geturl()
+        names = []
+        for host in (c.JupyterHub.hub_connect_ip, api_url.hostname):
+            kind = "IP" if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]*:[0-9a-fA-F:]*", host) else "DNS"
+            if f"{kind}:{host}" not in names:
+                names.append(f"{kind}:{host}")
+        c.JupyterHub.trusted_alt_names = names
+        if running_hub():
+            from tornado.netutil import Resolver
+
+            Resolver.configure(SwarmAliasResolver)
     # User servers outlive the hub: a hub restart must not stop them.
     c.JupyterHub.cleanup_servers = False
 
@@ -1008,11 +1267,18 @@ def configure(c, env):
     cull_every = env.int("HUB_CULL_EVERY", 0, minimum=0)
     cull_max_age = env.int("HUB_CULL_MAX_AGE", 0, minimum=0)
     if cull_timeout:
-        command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={cull_timeout}"]
+        # The culler runs in the hub's container: it asks the hub's API there,
+        # not by the hub's swarm name, which resolves only once the hub is
+        # healthy (JupyterHub starts its services before that).
+        scheme = "https" if internal_ssl_path else "http"
+        command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={cull_timeout}",
+                   f"--url={scheme}://127.0.0.1:{hub_port}/hub/api"]
         if cull_every:
             command.append(f"--cull-every={cull_every}")
         if cull_max_age:
             command.append(f"--max-age={cull_max_age}")
+        if internal_ssl_path:  # the hub's API then speaks TLS only
+            command += ["--ssl-enabled=true", f"--internal-certs-location={internal_ssl_path}"]
         c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
         c.JupyterHub.load_roles = [{
             "name": "idle-culler",

@@ -253,8 +253,12 @@ def cleanup(timeout=120):
     volumes = [
         v
         for v in docker("volume", "ls", "-q").stdout.split()
-        if v in (DATA_VOLUME, f"{STACK}_jupyterhub-ssl") or v.startswith(USER_VOLUME_PREFIX)
+        if v in (DATA_VOLUME, f"{STACK}_jupyterhub-ssl", f"{STACK}_jupyterhub-proxy-certs")
+        or v.startswith(USER_VOLUME_PREFIX)
     ]
+    # internal TLS secrets of user services removed above without the hub
+    for secret in docker("secret", "ls", "-q", "--filter", "label=jupyterhub-swarm.server").stdout.split():
+        docker("secret", "rm", secret, check=False)
 
     def volumes_gone():
         left = []
@@ -274,10 +278,14 @@ def proxy_routes():
     """configurable-http-proxy's routing table, read from inside the hub's
     container (the proxy API is only on the overlay network)."""
     script = (
-        "import json, os, urllib.request as u\n"
-        "r = u.Request('http://proxy:8001/api/routes',"
+        "import json, os, ssl, urllib.request as u\n"
+        "d, c = os.environ.get('HUB_INTERNAL_SSL_PATH'), None\n"
+        "if d:  # internal TLS: the proxy's API wants the hub's certificate\n"
+        "    c = ssl.create_default_context(cafile=d + '/hub-ca_trust.crt')\n"
+        "    c.load_cert_chain(d + '/hub-internal/hub-internal.crt', d + '/hub-internal/hub-internal.key')\n"
+        "r = u.Request(('https' if d else 'http') + '://proxy:8001/api/routes',"
         " headers={'Authorization': 'token ' + os.environ['CONFIGPROXY_AUTH_TOKEN']})\n"
-        "print(u.urlopen(r, timeout=10).read().decode())\n"
+        "print(u.urlopen(r, timeout=10, context=c).read().decode())\n"
     )
     container = hub_container()
     if not container:

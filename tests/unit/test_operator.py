@@ -171,6 +171,7 @@ def test_culler_service_and_role():
     (service,) = hub.services
     assert service["name"] == "idle-culler"
     assert service["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=600",
+                                      "--url=http://127.0.0.1:8001/hub/api",
                                       "--cull-every=60", "--max-age=86400"]
     (role,) = hub.load_roles
     assert role["services"] == ["idle-culler"]
