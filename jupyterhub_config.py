@@ -637,7 +637,10 @@ class SwarmUserSpawner(SwarmSpawner):
             self.extra_create_kwargs = {"labels": {ALIAS_LABEL: self._ssl_name}}
         self._events = []
         await self._make_user_directory()
-        return await super().start()
+        ip, port = await super().start()
+        if self.server is not None:  # None only for spawners built by tests
+            await self._wait_for_port(ip, port)
+        return ip, port
 
     async def _make_user_directory(self):
         path = user_directory(self.storage, self.escaped_name)
@@ -806,6 +809,42 @@ class SwarmUserSpawner(SwarmSpawner):
         except asyncio.CancelledError:
             # start_timeout passed, or the user cancelled the pending spawn:
             # remove the service, or swarm keeps trying it for nobody.
+            await self._remove_service()
+            raise
+
+    async def _wait_for_port(self, ip, port):
+        """Return once the server accepts connections, looking every 0.1 s.
+
+        After start() returns, the hub checks the server over HTTP
+        (User._wait_up) with a random exponential backoff, 0.2 s doubling up
+        to 5 s between tries: it noticed a running server up to seconds
+        late (bench/overhead.py, docs/performance.md). Once the port accepts,
+        the hub's first try succeeds: the server answers as soon as its
+        event loop runs. Every second the task is looked at, so a server
+        that exits while starting fails with swarm's reason. After
+        http_timeout the hub's own check decides, as before."""
+        deadline = time.monotonic() + self.http_timeout
+        next_look = time.monotonic() + 1
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
+                except (OSError, asyncio.TimeoutError):
+                    pass
+                else:
+                    writer.close()
+                    return
+                if time.monotonic() > next_look:
+                    next_look = time.monotonic() + 1
+                    tasks = await self._tasks()
+                    if not any(t.get("Status", {}).get("State") == "running" for t in tasks):
+                        ended = [t.get("Status", {}) for t in tasks]
+                        ended = [s for s in ended if s.get("State") in FINAL_STATES] or [{}]
+                        reason = self.scrub(ended[-1].get("Err") or ended[-1].get("Message") or "")
+                        await self._fail(f"the server stopped while starting: {reason}")
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            # start_timeout passed or the spawn was cancelled, as in start_object
             await self._remove_service()
             raise
 

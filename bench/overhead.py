@@ -654,6 +654,8 @@ class Bench:
         parts = f"CLI returned {cli:.2f}, old hub stopped {stopped:.2f}"
         try:
             task = self.swarm.running_task(self.swarm.HUB_SERVICE)
+            if task is None:
+                raise LookupError("swarm lists no running hub task right now")
             container = self.api.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
             parts += (f", new container started {wall(container['State']['StartedAt']) - t0_wall:.2f}"
                       f", task running (healthy) {wall(task['Status']['Timestamp']) - t0_wall:.2f}")
