@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shlex
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -634,7 +633,6 @@ class SwarmUserSpawner(SwarmSpawner):
         if getattr(self, "_ssl_name", None):
             self.extra_task_spec = {"networks": [
                 NetworkAttachmentConfig(self.network_name, aliases=[self._ssl_name])]}
-            self.extra_create_kwargs = {"labels": {ALIAS_LABEL: self._ssl_name}}
         self._events = []
         await self._make_user_directory()
         ip, port = await super().start()
@@ -913,67 +911,6 @@ class SwarmUserSpawner(SwarmSpawner):
                 if attachment["Network"]["Spec"]["Name"] == self.network_name:
                     return attachment["Addresses"][0].split("/")[0], self.port
         raise SpawnFailed(f"no running task of {self.service_name} on {self.network_name}")
-
-
-# The hub reaches a server with internal TLS by its spawn's alias (the name
-# in its certificate), at the address swarm gave the task: the hub does not
-# ask swarm's DNS, which answers a container only once its own task is
-# running, and a restarted hub's task is not (its health check waits for
-# the hub, which first checks the servers it knows).
-ALIAS_LABEL = "jupyterhub-swarm.alias"
-_ALIAS = re.compile(r"[a-z0-9][a-z0-9.-]*-[0-9a-f]{6}")
-
-
-def alias_address(services, tasks, alias):
-    """The address of the running task of the service labelled with
-    `alias`, on the network that carries the alias; None if there is none."""
-    for service in services:
-        if service["Spec"].get("Labels", {}).get(ALIAS_LABEL) != alias:
-            continue
-        networks = {n["Target"] for n in service["Spec"]["TaskTemplate"].get("Networks", [])
-                    if alias in (n.get("Aliases") or [])}
-        for task in tasks:
-            if task.get("Status", {}).get("State") != "running":
-                continue
-            for attachment in task.get("NetworksAttachments", []):
-                network = attachment["Network"]
-                if {network["ID"], network["Spec"]["Name"]} & networks:
-                    return attachment["Addresses"][0].split("/")[0]
-    return None
-
-
-from tornado.netutil import DefaultLoopResolver  # noqa: E402
-
-
-class SwarmAliasResolver(DefaultLoopResolver):
-    """Tornado's resolver (the hub's HTTP client) that answers a spawn's
-    alias with its task's address, read from the engine; other names as
-    usual."""
-
-    _docker = None
-
-    @classmethod
-    def docker(cls):
-        if cls._docker is None:
-            import docker
-
-            cls._docker = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
-        return cls._docker
-
-    def lookup(self, alias):
-        client = self.docker()
-        services = client.services(filters={"label": f"{ALIAS_LABEL}={alias}"})
-        if not services:
-            return None
-        tasks = client.tasks(filters={"service": services[0]["ID"], "desired-state": "running"})
-        return alias_address(services, tasks, alias)
-
-    async def resolve(self, host, port, family=socket.AF_UNSPEC):
-        if _ALIAS.fullmatch(host):
-            address = await asyncio.get_running_loop().run_in_executor(None, self.lookup, host)
-            if address:
-                return [(socket.AF_INET, (address, port))]
-        return await super().resolve(host, port, family)
 
 
 # --------------------------------------------------------------------------
@@ -1294,10 +1231,6 @@ def configure(c, env):
             if f"{kind}:{host}" not in names:
                 names.append(f"{kind}:{host}")
         c.JupyterHub.trusted_alt_names = names
-        if running_hub():
-            from tornado.netutil import Resolver
-
-            Resolver.configure(SwarmAliasResolver)
     # User servers outlive the hub: a hub restart must not stop them.
     c.JupyterHub.cleanup_servers = False
 

@@ -200,54 +200,6 @@ def test_proxy_files_are_written_whole_for_the_proxy_user(tmp_path):
     assert stat.S_IMODE(written["api.crt"].stat().st_mode) == 0o444
 
 
-def test_the_alias_is_a_label_of_the_service(tmp_path):
-    spawner, docker = tls_spawner(tmp_path)
-    _, (host, _) = asyncio.run(spawn_with_tls(spawner))
-    assert docker.created["labels"] == {"jupyterhub-swarm.alias": host}
-
-
-def _service(alias, network="net-id"):
-    return {"ID": "s1", "Spec": {
-        "Labels": {"jupyterhub-swarm.alias": alias},
-        "TaskTemplate": {"Networks": [{"Target": network, "Aliases": [alias]}]}}}
-
-
-def _task(state, address, network_id="net-id", name="jupyterhub_network"):
-    return {"Status": {"State": state}, "NetworksAttachments": [
-        {"Network": {"ID": "other", "Spec": {"Name": "ingress"}}, "Addresses": ["10.255.0.9/16"]},
-        {"Network": {"ID": network_id, "Spec": {"Name": name}}, "Addresses": [address + "/24"]}]}
-
-
-def test_alias_address_is_the_running_task_on_the_alias_network():
-    ns = namespace(load_config())
-    alias_address = ns["alias_address"]
-    alias = "jupyter-alice-0a1b2c"
-    tasks = [_task("shutdown", "10.0.1.4"), _task("running", "10.0.1.5")]
-    assert alias_address([_service(alias)], tasks, alias) == "10.0.1.5"
-    assert alias_address([_service(alias)], tasks[:1], alias) is None
-    assert alias_address([_service("jupyter-bob-0a1b2c")], tasks, alias) is None
-
-
-def test_the_resolver_answers_aliases_from_the_engine_and_other_names_as_usual():
-    ns = namespace(load_config())
-
-    class Resolver(ns["SwarmAliasResolver"]):
-        asked = []
-
-        def lookup(self, alias):
-            self.asked.append(alias)
-            return "10.0.1.5" if alias == "jupyter-alice-0a1b2c" else None
-
-    async def run():
-        r = Resolver()
-        return await r.resolve("jupyter-alice-0a1b2c", 8888), await r.resolve("localhost", 8001)
-
-    alias, local = asyncio.run(run())
-    assert alias == [(socket.AF_INET, ("10.0.1.5", 8888))]
-    assert ("127.0.0.1", 8001) in [address[:2] for _, address in local]
-    assert Resolver.asked == ["jupyter-alice-0a1b2c"]  # "localhost" is no alias
-
-
 def test_the_hub_waits_for_an_external_proxy_that_is_not_listening_yet():
     """A real port that refuses, then a real proxy API answering there."""
     import json
