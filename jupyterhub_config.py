@@ -783,11 +783,9 @@ class SwarmUserSpawner(SwarmSpawner):
                 # the newest task is then a fresh one, "ready" or "new", and
                 # the reason is on the older one. The service is new, so any
                 # ended task is this spawn's.
-                ended = [t.get("Status", {}) for t in tasks]
-                ended = [s for s in ended if s.get("State") in FINAL_STATES]
+                ended = self._last_ended(tasks)
                 if ended:
-                    reason = self.scrub(ended[-1].get("Err") or ended[-1].get("Message") or "")
-                    await self._fail(f"swarm {ended[-1]['State']} the task: {reason}")
+                    await self._fail(f"swarm {ended[0]} the task: {ended[1]}")
                 if tasks:
                     status = tasks[-1].get("Status", {})
                     state = status.get("State", "")
@@ -809,6 +807,15 @@ class SwarmUserSpawner(SwarmSpawner):
             # remove the service, or swarm keeps trying it for nobody.
             await self._remove_service()
             raise
+
+    def _last_ended(self, tasks):
+        """(state, swarm's reason) of the last of `tasks` in a final state,
+        or None."""
+        ended = [t.get("Status", {}) for t in tasks]
+        ended = [s for s in ended if s.get("State") in FINAL_STATES]
+        if not ended:
+            return None
+        return ended[-1]["State"], self.scrub(ended[-1].get("Err") or ended[-1].get("Message") or "")
 
     async def _wait_for_port(self, ip, port):
         """Return once the server accepts connections, looking every 0.1 s.
@@ -836,9 +843,7 @@ class SwarmUserSpawner(SwarmSpawner):
                     next_look = time.monotonic() + 1
                     tasks = await self._tasks()
                     if not any(t.get("Status", {}).get("State") == "running" for t in tasks):
-                        ended = [t.get("Status", {}) for t in tasks]
-                        ended = [s for s in ended if s.get("State") in FINAL_STATES] or [{}]
-                        reason = self.scrub(ended[-1].get("Err") or ended[-1].get("Message") or "")
+                        _, reason = self._last_ended(tasks) or ("", "")
                         await self._fail(f"the server stopped while starting: {reason}")
                 await asyncio.sleep(0.1)
         except asyncio.CancelledError:
