@@ -167,24 +167,11 @@ def stock_config(case, env, timeout):
 
 
 def make_spawner(cfg, username):
-    from jupyterhub import orm
-    from jupyterhub.objects import Hub
-    from jupyterhub.user import User
+    """The spawner as the hub builds it: the unit tests' harness."""
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from spawner_harness import make_spawner as build
 
-    db = orm.new_session_factory("sqlite://")()
-    orm_user = orm.User(name=username)
-    db.add(orm_user)
-    db.commit()
-    settings = {
-        "spawner_class": cfg.JupyterHub.spawner_class,
-        "config": cfg,
-        "hub": Hub(ip="jupyterhub", port=8001, base_url="/hub/"),
-        "base_url": "/",
-        "domain": "",
-    }
-    spawner = User(orm_user, settings, db=db).spawners[""]
-    spawner.api_token = "jhbench-token"
-    return spawner
+    return build(cfg, username, api_token="jhbench-token")
 
 
 # -- one measured spawn ------------------------------------------------------------------

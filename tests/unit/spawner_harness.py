@@ -42,7 +42,9 @@ class RecordingDocker:
         raise AssertionError(f"unexpected docker call {method}")
 
 
-def make_spawner(cfg, username):
+def make_spawner(cfg, username, api_token="token-for-tests"):
+    """The spawner of `username`'s default server, as the hub builds it
+    (also used by bench/time_to_error.py)."""
     db = orm.new_session_factory("sqlite://")()
     orm_user = orm.User(name=username)
     db.add(orm_user)
@@ -56,7 +58,7 @@ def make_spawner(cfg, username):
     }
     user = User(orm_user, settings, db=db)
     spawner = user.spawners[""]
-    spawner.api_token = "token-for-tests"
+    spawner.api_token = api_token
     return spawner
 
 
