@@ -672,28 +672,24 @@ class SwarmUserSpawner(SwarmSpawner):
         alias of the service (get_ip_and_port). Right after a stop, swarm's
         DNS may still answer the service's name with the former task's
         address; a new name has no past."""
-        self._ssl_name = f"{self._short_name()}-{secrets.token_hex(3)}"
+        base = self.service_name
+        if len(base) > 40:  # with the suffixes of the secrets: at most 64 characters
+            base = base[:31] + "-" + hashlib.sha256(base.encode()).hexdigest()[:8]
+        self._ssl_name = f"{base}-{secrets.token_hex(3)}"
         self.ssl_alt_names = [f"DNS:{self._ssl_name}", f"DNS:{self.service_name}"]
         return await super().create_certs()
 
-    def _short_name(self):
-        base = self.service_name
-        if len(base) > 40:  # secret names: at most 64 characters
-            base = base[:31] + "-" + hashlib.sha256(base.encode()).hexdigest()[:8]
-        return base
-
     async def move_certs(self, paths):
-        """Make the server's key, certificate and CA bundle swarm secrets,
-        labelled with the service's name; return their paths in the task."""
+        """Make the server's key, certificate and CA bundle swarm secrets
+        named after this spawn's alias (create_certs runs first), labelled
+        with the service's name; return their paths in the task."""
         await self._remove_ssl_secrets()  # left by a hub that stopped meanwhile
-        base = self._short_name()
-        spawn = secrets.token_hex(3)
         uid, gid = self.storage.owner
         refs, moved = [], {}
         for key, filename, private in self.SSL_FILES:
             with open(paths[key], "rb") as f:
                 data = f.read()
-            name = f"{base}-{filename.replace('jupyterhub-', '').replace('.', '-')}-{spawn}"
+            name = f"{self._ssl_name}-{filename.replace('jupyterhub-', '').replace('.', '-')}"
             created = await self.docker(
                 "create_secret", name, data, labels={self.SSL_LABEL: self.service_name})
             # the key: readable by the notebook user only (the owner of the
