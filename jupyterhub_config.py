@@ -10,6 +10,7 @@ computed fresh for every spawn by SwarmUserSpawner; nothing shared is mutated.
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
@@ -1228,7 +1229,10 @@ def configure(c, env):
             c.ConfigurableHTTPProxy.api_url = api_url._replace(scheme="https").geturl()
         names = []
         for host in (c.JupyterHub.hub_connect_ip, api_url.hostname):
-            kind = "IP" if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]*:[0-9a-fA-F:]*", host) else "DNS"
+            try:
+                kind = "IP" if ipaddress.ip_address(host) else "DNS"
+            except ValueError:
+                kind = "DNS"
             if f"{kind}:{host}" not in names:
                 names.append(f"{kind}:{host}")
         c.JupyterHub.trusted_alt_names = names
