@@ -1,5 +1,6 @@
 # The hub image: the official JupyterHub image plus the swarm spawner, the
-# native authenticator, the database drivers and jupyterhub_config.py.
+# native authenticator, the database drivers, jupyterhub_config.py and the
+# jupyterhub_swarm.py module beside it.
 # Build with another base (a mirror, a local stand-in) via --build-arg BASE_IMAGE=...
 ARG BASE_IMAGE=quay.io/jupyterhub/jupyterhub:5.5.4
 FROM ${BASE_IMAGE}
@@ -8,7 +9,9 @@ COPY requirements.txt /tmp/requirements.txt
 RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-COPY jupyterhub_config.py /srv/jupyterhub/jupyterhub_config.py
+# The settings, and beside them the machinery they import (spawner, proxy,
+# authenticator, checks): jupyterhub_config.py puts its own folder on sys.path.
+COPY jupyterhub_config.py jupyterhub_swarm.py /srv/jupyterhub/
 # The configuration check: docker run --rm --env-file my.env <image> jupyterhub-swarm-check [user ...]
 RUN printf '#!/bin/sh\nexec python3 /srv/jupyterhub/jupyterhub_config.py "$@"\n' > /usr/local/bin/jupyterhub-swarm-check \
  && chmod 755 /usr/local/bin/jupyterhub-swarm-check

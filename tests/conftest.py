@@ -1,4 +1,8 @@
-"""Shared helpers: load the real jupyterhub_config.py the way the hub does."""
+"""Shared helpers: load the real jupyterhub_config.py the way the hub does.
+
+Tests import the config's readers and parsers (`from jupyterhub_config
+import ...`) and the machinery (`from jupyterhub_swarm import ...`) as
+ordinary modules; load_config runs the file as JupyterHub does."""
 
 import os
 import sys
@@ -13,6 +17,7 @@ CONFIG_FILE = ROOT / "jupyterhub_config.py"
 MINIMAL_ENV = {"SPAWNER_NETWORK_NAME": "jupyterhub_network"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
 
 
 @contextmanager
@@ -41,13 +46,3 @@ def config_error(env=None, **overrides):
         load_config(env, **overrides)
     assert info.value.code != 0
     return str(info.value.code)
-
-
-def namespace(cfg):
-    """The module namespace of the loaded config file (its parser functions)."""
-    return cfg.JupyterHub.spawner_class.start.__globals__
-
-
-@pytest.fixture(scope="session")
-def ns():
-    return namespace(load_config())

@@ -6,6 +6,8 @@ connecting to whatever host SQLAlchemy would read out of the URL.
 import pytest
 
 from conftest import config_error
+from jupyterhub_config import parse_db_url
+from jupyterhub_swarm import mask_url
 
 RAW = "Pa@ss/wo?rd#1"  # pasted without percent-encoding
 
@@ -21,10 +23,10 @@ def test_unencoded_password_is_refused_and_hidden(separator):
         assert piece not in message, (piece, message)
 
 
-def test_encoded_password_is_accepted(ns):
+def test_encoded_password_is_accepted():
     url = "mysql://jh:Pa%40ss%2Fwo%3Frd%231@db/jh"
-    assert ns["parse_db_url"](url) == "mysql+pymysql://jh:Pa%40ss%2Fwo%3Frd%231@db/jh"
-    assert ns["mask_url"](url) == "mysql://jh:***@db/jh"
+    assert parse_db_url(url) == "mysql+pymysql://jh:Pa%40ss%2Fwo%3Frd%231@db/jh"
+    assert mask_url(url) == "mysql://jh:***@db/jh"
 
 
 @pytest.mark.parametrize("url,masked", [
@@ -34,9 +36,9 @@ def test_encoded_password_is_accepted(ns):
     ("postgresql://jh@db/jh", "postgresql://jh@db/jh"),
     ("sqlite:////data/a:b@c/hub.sqlite", "sqlite:////data/a:b@c/hub.sqlite"),
 ])
-def test_mask_url_hides_every_piece_of_the_password(ns, url, masked):
-    assert ns["mask_url"](url) == masked
+def test_mask_url_hides_every_piece_of_the_password(url, masked):
+    assert mask_url(url) == masked
 
 
-def test_sqlite_paths_may_hold_at_signs(ns):
-    assert ns["parse_db_url"]("sqlite:////data/a@b/hub.sqlite") == "sqlite:////data/a@b/hub.sqlite"
+def test_sqlite_paths_may_hold_at_signs():
+    assert parse_db_url("sqlite:////data/a@b/hub.sqlite") == "sqlite:////data/a@b/hub.sqlite"

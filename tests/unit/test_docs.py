@@ -2,7 +2,8 @@
 
 import re
 
-from conftest import CONFIG_FILE, ROOT, environment, load_config, namespace
+from conftest import CONFIG_FILE, ROOT, environment, load_config
+from jupyterhub_config import SECRET_FILES, Env, configure
 
 PREFIXES = ("PROXY_", "CONFIGPROXY_", "HUB_", "SPAWNER_", "AUTH_")
 
@@ -28,8 +29,7 @@ def test_readme_table_lists_exactly_the_variables_the_config_reads():
 def test_every_variable_read_at_run_time_is_known(monkeypatch):
     """Catch reads that the literal scan could miss (names built at run time)."""
     seen = set()
-    ns = namespace(load_config())
-    env_class = ns["Env"]
+    env_class = Env
     original = env_class.raw
 
     def recording_raw(self, name):
@@ -37,8 +37,6 @@ def test_every_variable_read_at_run_time_is_known(monkeypatch):
         return original(self, name)
 
     monkeypatch.setattr(env_class, "raw", recording_raw)
-    monkeypatch.setitem(ns, "running_hub", lambda: False)
-    configure = ns["configure"]
     from traitlets.config import Config
     base = {"SPAWNER_NETWORK_NAME": "n"}
     for extra in ({}, {"PROXY_SHOULD_START": "false", "PROXY_API_URL": "http://p:1",
@@ -49,7 +47,7 @@ def test_every_variable_read_at_run_time_is_known(monkeypatch):
                    "SPAWNER_PERSISTENCE_CIFS_DEVICE": "//h/x"}):
         with environment({}):
             configure(Config(), env_class(dict(base, **extra)))
-    file_forms = set(ns["SECRET_FILES"].values())
+    file_forms = set(SECRET_FILES.values())
     assert seen <= config_variables()
     assert seen | file_forms == config_variables(), sorted(config_variables() - seen - file_forms)
 
@@ -128,3 +126,4 @@ def test_chinese_readme_lists_the_same_variables():
                      for f in ("docker-compose.swarm.yml", "docker-compose.postgres.yml"))
     unknown = [n for n, _ in variable_rows(en) if n not in config and "${" + n + ":" not in stacks]
     assert not unknown, f"README tables list variables nothing reads: {unknown}"
+

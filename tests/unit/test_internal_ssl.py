@@ -6,8 +6,9 @@ import asyncio
 import socket
 import stat
 
-from conftest import config_error, load_config, namespace
+from conftest import config_error, load_config
 from spawner_harness import RecordingDocker, make_spawner
+from jupyterhub_swarm import export_proxy_certs, proxy_cert_files
 
 EXTERNAL = dict(PROXY_SHOULD_START="false", PROXY_API_URL="http://proxy:8001",
                 CONFIGPROXY_AUTH_TOKEN="tok")
@@ -173,7 +174,6 @@ def test_stop_removes_the_secrets(tmp_path):
 
 
 def test_proxy_files_are_written_whole_for_the_proxy_user(tmp_path):
-    ns = namespace(load_config())
     src = tmp_path / "src"
     src.mkdir()
     certs = {}
@@ -189,8 +189,8 @@ def test_proxy_files_are_written_whole_for_the_proxy_user(tmp_path):
         bundles[ca] = str(src / ca)
     out = tmp_path / "out"
     out.mkdir()
-    files = ns["proxy_cert_files"](certs, bundles)
-    ns["export_proxy_certs"](files, str(out), (65534, 65534))
+    files = proxy_cert_files(certs, bundles)
+    export_proxy_certs(files, str(out), (65534, 65534))
     written = {p.name: p for p in out.iterdir()}
     assert set(written) == {"api.key", "api.crt", "api-ca.crt",
                             "client.key", "client.crt", "client-ca.crt"}

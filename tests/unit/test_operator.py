@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONFIG_FILE, MINIMAL_ENV, config_error, load_config, namespace
+from conftest import CONFIG_FILE, MINIMAL_ENV, config_error, load_config
+from jupyterhub_swarm import check_database
 
 
 # -- secrets from files -------------------------------------------------------
@@ -128,7 +129,7 @@ def test_admin_accounts_are_created_approved_and_reset(caplog):
     # a squatter's password is replaced at the next start
     auth.get_user("admin").password = bcrypt.hashpw(b"squatter", bcrypt.gensalt(4))
     db.commit()
-    cls.admin_password = "battery staple"
+    cfg.SwarmNativeAuthenticator.admin_password = "battery staple"
     again = new()
     assert again.get_user("admin").is_valid_password("battery staple")
 
@@ -180,7 +181,7 @@ def test_culler_service_and_role():
 
 # -- the database check ------------------------------------------------------------
 
-def test_old_schema_stops_the_hub_until_upgrade_is_allowed(tmp_path, ns):
+def test_old_schema_stops_the_hub_until_upgrade_is_allowed(tmp_path):
     from sqlalchemy import create_engine, text
     from jupyterhub import orm
     url = f"sqlite:///{tmp_path}/jh.sqlite"
@@ -190,15 +191,16 @@ def test_old_schema_stops_the_hub_until_upgrade_is_allowed(tmp_path, ns):
         conn.execute(text("UPDATE alembic_version SET version_num = '3c2384c5aae1'"))
     engine.dispose()
     with pytest.raises(SystemExit) as info:
-        ns["check_database"](url, upgrade=False)
+        check_database(url, upgrade=False)
     assert "HUB_UPGRADE_DB=true" in str(info.value.code)
-    ns["check_database"](url, upgrade=True)  # allowed: the hub upgrades it
+    check_database(url, upgrade=True)  # allowed: the hub upgrades it
 
 
-def test_unreachable_database_names_the_variable_and_masks_the_password(ns):
+def test_unreachable_database_names_the_variable_and_masks_the_password():
     with pytest.raises(SystemExit) as info:
-        ns["check_database"]("postgresql+psycopg2://jh:Sup3rS3cret@127.0.0.1:9/jh",
+        check_database("postgresql+psycopg2://jh:Sup3rS3cret@127.0.0.1:9/jh",
                              upgrade=False, wait=0)
     message = str(info.value.code)
     assert "HUB_DB_URL='postgresql+psycopg2://jh:***@127.0.0.1:9/jh'" in message
     assert "cannot connect" in message and "Sup3rS3cret" not in message
+

@@ -4,6 +4,7 @@ when that says more (swarm's message for a starting task is "starting")."""
 from types import SimpleNamespace
 
 import pytest
+from jupyterhub_swarm import SwarmUserSpawner
 
 
 @pytest.mark.parametrize("state, reason, shown", [
@@ -12,7 +13,7 @@ import pytest
     ("preparing", "", "preparing (pulling image)"),
     ("assigned", "scheduler assigned task to node", "assigned: scheduler assigned task to node"),
 ])
-def test_progress_line(ns, state, reason, shown):
+def test_progress_line(state, reason, shown):
     spawner = SimpleNamespace(_plan=None)
-    _, text = ns["SwarmUserSpawner"]._progress_message(spawner, state, reason)
+    _, text = SwarmUserSpawner._progress_message(spawner, state, reason)
     assert text == shown

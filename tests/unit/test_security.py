@@ -6,11 +6,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from traitlets.config import Config
 
-from conftest import MINIMAL_ENV, environment, load_config, namespace
+import jupyterhub_config
+from conftest import MINIMAL_ENV, environment, load_config
+from jupyterhub_config import Env, configure
+from jupyterhub_swarm import ConfigError
 from spawner_harness import make_spawner
 from test_docs import config_variables
 
-NS = namespace(load_config())
 VARIABLES = sorted(config_variables())
 
 # A bad value may be reported under the variable it conflicts with.
@@ -28,9 +30,9 @@ PARTNERS = {
     "SPAWNER_NOTEBOOK_DIR": {"SPAWNER_PERSISTENCE_VOLUME_SOURCE_NAME"},
 }
 
-INTEGERS = {name: (section, trait) for section, table in (
-    ("JupyterHub", NS["HUB_INTEGERS"]), ("SwarmUserSpawner", NS["SPAWNER_INTEGERS"]),
-    ("SwarmNativeAuthenticator", NS["AUTH_INTEGERS"])) for trait, name, _ in table}
+# The plain integers of the config's tables: variable -> (section, trait).
+INTEGERS = {name: tuple(trait.split(".")) for table in jupyterhub_config.TABLES
+            for name, reader, _, trait in table if reader is jupyterhub_config.integer and trait}
 
 text = st.one_of(
     st.text(max_size=40),
@@ -43,12 +45,12 @@ text = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=text)
 def test_any_string_gives_a_config_or_one_error_naming_the_variable(name, value):
-    env = NS["Env"](dict(MINIMAL_ENV, **{name: value}))
+    env = Env(dict(MINIMAL_ENV, **{name: value}))
     try:
         with environment({}):
-            cfg = NS["configure"](Config(), env)
+            cfg = configure(Config(), env)
     except SystemExit as e:
-        assert isinstance(e, NS["ConfigError"]), repr(e)
+        assert isinstance(e, ConfigError), repr(e)
         assert e.variable in {name, name.removesuffix("_FILE")} | PARTNERS.get(name, set()), e.message
         assert e.code.startswith("Configuration error: ")
         return

@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, load_config, namespace
-
-hopeless = namespace(load_config())["pending_is_hopeless"]
+from conftest import ROOT
+from jupyterhub_swarm import pending_is_hopeless as hopeless
 
 
 @pytest.mark.parametrize("err", [

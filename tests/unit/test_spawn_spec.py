@@ -112,7 +112,7 @@ def test_no_setting_leaks_from_one_user_to_the_next():
     assert "GenericResources" not in reservations(base)
     # and the configuration itself is unchanged
     assert cfg.SwarmUserSpawner.image == "jupyter/base-notebook:notebook-6.5.4"
-    assert cfg.JupyterHub.spawner_class.base_constraints == ("node.role==manager",)
+    assert cfg.SwarmUserSpawner.base_constraints == ("node.role==manager",)
 
 
 def test_concurrent_spawns_do_not_share_state():

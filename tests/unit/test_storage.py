@@ -3,14 +3,19 @@
 import os
 
 import pytest
+from jupyterhub_swarm import Storage, storage_mount, user_directory
 
 
-def storage(ns, **kw):
-    return ns["Storage"](**kw)
+def storage(**kw):
+    """The default local storage of a user, with the fields in kw changed."""
+    fields = dict(type="local", source_name="jupyterhub-user-{username}",
+                  target="/home/jovyan/work/persistence", mkdir_root="/jupyterhub_data",
+                  owner=(1000, 100))
+    return Storage(**dict(fields, **kw))
 
 
-def test_local_is_a_named_volume_not_a_bind(ns):
-    mount = ns["storage_mount"](storage(ns), "alice-2dtorch")
+def test_local_is_a_named_volume_not_a_bind():
+    mount = storage_mount(storage(), "alice-2dtorch")
     assert mount == {
         "type": "volume",
         "source": "jupyterhub-user-alice-2dtorch",
@@ -19,9 +24,9 @@ def test_local_is_a_named_volume_not_a_bind(ns):
 
 
 @pytest.mark.parametrize("kind,opts", [("nfs3", ",rw,vers=3,nolock,soft"), ("nfs4", ",rw,nfsvers=4,async")])
-def test_nfs_uses_the_local_driver_with_type_nfs(ns, kind, opts):
-    st = storage(ns, type=kind, host="10.0.0.10", device=":/nas/jupyterhub/{username}", opts=opts)
-    mount = ns["storage_mount"](st, "bob")
+def test_nfs_uses_the_local_driver_with_type_nfs(kind, opts):
+    st = storage(type=kind, host="10.0.0.10", device=":/nas/jupyterhub/{username}", opts=opts)
+    mount = storage_mount(st, "bob")
     assert mount["type"] == "volume"
     assert mount["driver_config"] == {
         "name": "local",
@@ -29,18 +34,18 @@ def test_nfs_uses_the_local_driver_with_type_nfs(ns, kind, opts):
     }
 
 
-def test_nfs_device_without_placeholder_still_gives_each_user_a_directory(ns):
-    st = storage(ns, type="nfs3", host="h", device=":/var/docker-nfs", opts="")
-    a = ns["storage_mount"](st, "alice")["driver_config"]["options"]["device"]
-    b = ns["storage_mount"](st, "bob")["driver_config"]["options"]["device"]
+def test_nfs_device_without_placeholder_still_gives_each_user_a_directory():
+    st = storage(type="nfs3", host="h", device=":/var/docker-nfs", opts="")
+    a = storage_mount(st, "alice")["driver_config"]["options"]["device"]
+    b = storage_mount(st, "bob")["driver_config"]["options"]["device"]
     assert a == ":/var/docker-nfs/alice"
     assert b == ":/var/docker-nfs/bob"
 
 
-def test_cifs_is_typed_cifs(ns):
-    st = storage(ns, type="cifs", host="u1.your-server.de",
+def test_cifs_is_typed_cifs():
+    st = storage(type="cifs", host="u1.your-server.de",
                  device="//u1.your-server.de/backup", opts=",file_mode=0777,dir_mode=0777")
-    options = ns["storage_mount"](st, "carol")["driver_config"]["options"]
+    options = storage_mount(st, "carol")["driver_config"]["options"]
     assert options == {
         "type": "cifs",
         "o": "addr=u1.your-server.de,file_mode=0777,dir_mode=0777",
@@ -48,23 +53,23 @@ def test_cifs_is_typed_cifs(ns):
     }
 
 
-def test_cifs_device_given_as_a_path_gets_the_host(ns):
-    st = storage(ns, type="cifs", host="srv", device="/share/{username}/home", opts="")
-    options = ns["storage_mount"](st, "dan")["driver_config"]["options"]
+def test_cifs_device_given_as_a_path_gets_the_host():
+    st = storage(type="cifs", host="srv", device="/share/{username}/home", opts="")
+    options = storage_mount(st, "dan")["driver_config"]["options"]
     assert options["device"] == "//srv/share/dan/home"
 
 
-def test_user_directory_is_inside_the_share_root(ns, tmp_path):
-    st = storage(ns, type="nfs3", host="h", device=":/nas/jh/{username}/work", mkdir_root=str(tmp_path))
-    assert ns["user_directory"](st, "alice") == os.path.join(str(tmp_path), "alice", "work")
-    assert ns["user_directory"](storage(ns), "alice") is None
+def test_user_directory_is_inside_the_share_root(tmp_path):
+    st = storage(type="nfs3", host="h", device=":/nas/jh/{username}/work", mkdir_root=str(tmp_path))
+    assert user_directory(st, "alice") == os.path.join(str(tmp_path), "alice", "work")
+    assert user_directory(storage(), "alice") is None
     for hostile in ("..", "../x", "a/../../b"):
         with pytest.raises(ValueError):
-            ns["user_directory"](st, hostile)
+            user_directory(st, hostile)
 
 
-def test_bad_placeholder_is_an_error(ns):
+def test_bad_placeholder_is_an_error():
     with pytest.raises(ValueError):
-        ns["storage_mount"](storage(ns, source_name="vol-{user}"), "alice")
+        storage_mount(storage(source_name="vol-{user}"), "alice")
     with pytest.raises(ValueError):
-        ns["storage_mount"](storage(ns, source_name="vol {username}"), "alice")
+        storage_mount(storage(source_name="vol {username}"), "alice")

@@ -1,0 +1,993 @@
+"""The machinery behind jupyterhub_config.py: what the settings are applied by.
+
+jupyterhub_config.py reads the environment and sets the traits defined here;
+this module reads no environment variable. It holds, in this order:
+
+- the values a spawn is built from (frozen dataclasses) and the pure
+  functions that apply them to one user: image and placement, the volume
+  mount, service names;
+- SwarmUserSpawner: one swarm service per user server, with swarm's reasons
+  when it cannot run; every setting a trait (``c.SwarmUserSpawner.<trait>``);
+- SwarmProxy: the internal TLS files for an external proxy;
+- SwarmNativeAuthenticator and its sign-up handler;
+- the database check and the configuration check command.
+
+The deployment's defaults live in jupyterhub_config.py's tables, the one
+place they are written down; the traits' own defaults here are neutral (no
+volume, no GPU, no constraint).
+"""
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from dockerspawner import SwarmSpawner
+from docker.errors import APIError, NotFound
+from docker.types import DriverConfig, Mount, NetworkAttachmentConfig, SecretReference
+from jupyterhub.proxy import ConfigurableHTTPProxy
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
+from nativeauthenticator.handlers import SignUpHandler
+from nativeauthenticator.orm import UserInfo
+from tornado import web
+from traitlets import Bool, Dict, Instance, Integer, Tuple, Unicode, default
+
+
+class ConfigError(SystemExit):
+    """A bad setting. Raised before the hub serves anything.
+
+    It derives from SystemExit on purpose: the hub then exits with status 1
+    and prints only this message (no traceback), naming the variable.
+    """
+
+    def __init__(self, name, value, accepted, secret=False, problem=None):
+        # secret: True hides the value, a function shows a masked form of it
+        if callable(secret):
+            shown = repr(secret(value))
+        else:
+            shown = "<hidden>" if secret else repr(value)
+        self.variable = name
+        self.message = problem or f"{name}={shown} is invalid: expected {accepted}"
+        super().__init__(f"Configuration error: {self.message}")
+
+
+def split_list(text, sep):
+    """Split on sep, strip items, drop empty ones (trailing separators)."""
+    return [item.strip() for item in text.split(sep) if item.strip()]
+
+
+def shorten(name, limit, digits=10):
+    """`name` if it fits in `limit` characters, else its head and a hash of
+    the whole name: distinct names stay distinct."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:digits]
+    return f"{name[: limit - digits - 1]}-{digest}"
+
+
+def service_name(prefix, escaped_username, limit=63):
+    """Docker service names are DNS labels: at most 63 characters."""
+    return shorten(f"{prefix}-{escaped_username}", limit)
+
+
+# --------------------------------------------------------------------------
+# Secrets in URLs: masked wherever a URL is shown
+# --------------------------------------------------------------------------
+
+
+def split_credentials(url):
+    """(scheme://, user info, rest) of a URL with user info, else None. The
+    user info ends at the LAST '@': a password pasted without percent-encoding
+    may hold '@', '/', '?' or '#', and masking must hide all of it."""
+    head, sep, tail = url.partition("://")
+    if not sep or "@" not in tail or head.lower().startswith("sqlite"):
+        return None
+    userinfo, _, rest = tail.rpartition("@")
+    return head + sep, userinfo, rest
+
+
+def mask_url(url):
+    """The URL with its password replaced, safe for logs and errors."""
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)  # libpq's query form
+    parts = split_credentials(url)
+    if parts is None or ":" not in parts[1]:
+        return url
+    prefix, userinfo, rest = parts
+    return f"{prefix}{userinfo.split(':', 1)[0]}:***@{rest}"
+
+
+# --------------------------------------------------------------------------
+# What a user gets: image, placement, GPUs
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A GPU request: `count` discrete NVIDIA-GPU generic resources, or
+    `visible` devices exposed through NVIDIA_VISIBLE_DEVICES with no
+    reservation, or neither."""
+
+    count: int = 0
+    visible: str = ""
+
+    @property
+    def wanted(self):
+        return bool(self.count or self.visible)
+
+
+@dataclass(frozen=True)
+class SuffixRule:
+    image: str
+    constraints: tuple = ()
+    gpu: Gpu = None  # None: SPAWNER_USE_GPUS applies
+
+
+@dataclass(frozen=True)
+class Placement:
+    constraints: tuple = ()
+    preferences: tuple = ()
+    platforms: tuple = ()
+
+
+@dataclass(frozen=True)
+class UserPlan:
+    image: str
+    constraints: tuple
+    gpu: Gpu
+
+
+def user_suffix(username):
+    """The part after the last '-', or None: 'alice-torch' -> 'torch'."""
+    stem, sep, suffix = username.rpartition("-")
+    if not sep or not stem or not suffix:
+        return None
+    return suffix.lower()
+
+
+def plan_for_user(username, image, constraints, gpu, suffix_rules):
+    """Image, constraints and GPUs for one user; the inputs are not changed."""
+    rule = suffix_rules.get(user_suffix(username) or "")
+    if rule is None:
+        return UserPlan(image, tuple(constraints), gpu)
+    extra = tuple(c for c in rule.constraints if c not in constraints)
+    return UserPlan(
+        rule.image,
+        tuple(constraints) + extra,
+        gpu if rule.gpu is None else rule.gpu,
+    )
+
+
+# --------------------------------------------------------------------------
+# Storage: one swarm volume mount per user
+# --------------------------------------------------------------------------
+
+_VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where a user's saved files live (SPAWNER_PERSISTENCE_*)."""
+
+    type: str  # local, nfs3, nfs4 or cifs
+    source_name: str  # the volume's name, may hold {username}
+    target: str  # where it is mounted in the user's server
+    mkdir_root: str  # NFS/CIFS: the share's mount point in the hub
+    owner: tuple  # (uid, gid) of the directories the hub makes
+    host: str = ""
+    device: str = ""
+    opts: str = ""
+
+
+def _fill(template, username):
+    try:
+        return template.format(username=username)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"bad placeholder in {template!r}: {e}") from None
+
+
+def split_device(device, username):
+    """Split a remote path into (share root, per-user relative path).
+
+    The root is everything before the first segment with a placeholder; with
+    no placeholder every user still gets a directory of their own below it.
+    """
+    segments = [s for s in device.split("/") if s]
+    for i, segment in enumerate(segments):
+        if "{" in segment:
+            rel = [_fill(s, username) for s in segments[i:]]
+            return "/" + "/".join(segments[:i]), "/".join(rel)
+    return "/" + "/".join(segments), username
+
+
+def storage_mount(storage, username):
+    """The swarm Mount arguments for one user (username already escaped)."""
+    source = _fill(storage.source_name, username)
+    if not _VOLUME_NAME.fullmatch(source) or len(source) > 255:
+        raise ValueError(f"volume name {source!r} is not valid for docker")
+    mount = {"target": storage.target, "source": source, "type": "volume"}
+    if storage.type == "local":
+        return mount
+    if storage.type in ("nfs3", "nfs4"):
+        root, rel = split_device(storage.device.lstrip(":"), username)
+        device = ":" + (root.rstrip("/") + "/" + rel)
+        fstype = "nfs"
+    else:
+        device = storage.device
+        if not device.startswith("//"):
+            device = f"//{storage.host}/{device.lstrip(':/')}"
+        host_part, _, path = device[2:].partition("/")
+        root, rel = split_device(path, username)
+        device = f"//{host_part}{root.rstrip('/')}/{rel}"
+        fstype = "cifs"
+    options = {"type": fstype, "o": f"addr={storage.host}{storage.opts}", "device": device}
+    mount["driver_config"] = {"name": "local", "options": options}
+    return mount
+
+
+def user_directory(storage, username):
+    """Where the hub creates the user's directory on the mounted share, or
+    None for local volumes. Never outside storage.mkdir_root."""
+    if storage.type == "local":
+        return None
+    device = storage.device
+    if storage.type == "cifs" and device.startswith("//"):
+        device = device[2:].partition("/")[2]
+    _, rel = split_device(device.lstrip(":"), username)
+    root = os.path.realpath(storage.mkdir_root)
+    path = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([root, path]) != root or path == root:
+        raise ValueError(f"user directory {rel!r} escapes {root}")
+    return path
+
+
+# --------------------------------------------------------------------------
+# Swarm's tasks: what a starting server is doing, decided without docker
+# --------------------------------------------------------------------------
+
+# Task states in which swarm will not make this task run any more.
+FINAL_STATES = {"failed", "rejected", "shutdown", "orphaned", "complete", "remove"}
+# Scheduler reasons that no amount of waiting fixes (swarmkit's filters).
+HOPELESS_PENDING = ("scheduling constraints not satisfied", "unsupported platform")
+_NO_SUITABLE_NODE = re.compile(r"no suitable node \((.*)\)")
+# Swarm's filters need a moment to see a new node's resources: an
+# unplaceable task fails only after this many seconds.
+HOPELESS_AFTER = 2
+
+
+def pending_is_hopeless(err):
+    """True when every reason in swarm's "no suitable node (a; b)" is one that
+    waiting does not fix. Swarm counts each node under one reason, so
+    "scheduling constraints not satisfied on 2 nodes; insufficient resources
+    on 1 node" can still be placed once the third node frees resources."""
+    match = _NO_SUITABLE_NODE.search(err)
+    reasons = split_list(match.group(1), ";") if match else [err]
+    return bool(reasons) and all(any(h in r for h in HOPELESS_PENDING) for r in reasons)
+
+
+def task_reason(status):
+    """Swarm's words for a task's state: its error, else its message."""
+    return status.get("Err") or status.get("Message") or ""
+
+
+def last_ended(tasks):
+    """The status of the last of `tasks` in a final state, or None."""
+    ended = [t.get("Status", {}) for t in tasks]
+    ended = [s for s in ended if s.get("State") in FINAL_STATES]
+    return ended[-1] if ended else None
+
+
+@dataclass(frozen=True)
+class StartState:
+    """What a new service's tasks say after `waited` seconds.
+
+    kind: "running"; "ended" (swarm ended a task: the reason is on it);
+    "unplaceable" (no node can ever take it); "no_resources" (waited longer
+    than the resource wait for free GPUs/CPUs/memory); "waiting" (state and
+    reason of the newest task); "no_task" (swarm made none yet)."""
+
+    kind: str
+    state: str = ""
+    reason: str = ""
+
+
+def judge_start(tasks, waited, resource_wait):
+    tasks = sorted(tasks, key=lambda t: t.get("CreatedAt", ""))
+    statuses = [t.get("Status", {}) for t in tasks]
+    if any(s.get("State") == "running" for s in statuses):
+        return StartState("running")
+    # Swarm replaces a task that ended at once (restart policy): the newest
+    # task is then a fresh one, "ready" or "new", and the reason is on the
+    # older one. The service is new, so any ended task is this spawn's.
+    ended = last_ended(tasks)
+    if ended:
+        return StartState("ended", ended["State"], task_reason(ended))
+    if not statuses:
+        return StartState("no_task")
+    status = statuses[-1]
+    state, err = status.get("State", ""), status.get("Err")
+    if state == "pending" and err:
+        if pending_is_hopeless(err) and waited > HOPELESS_AFTER:
+            return StartState("unplaceable", state, err)
+        if waited > resource_wait:
+            return StartState("no_resources", state, err)
+    return StartState("waiting", state, task_reason(status))
+
+
+# --------------------------------------------------------------------------
+# The spawner
+# --------------------------------------------------------------------------
+
+
+class SpawnFailed(web.HTTPError):
+    """A user server that swarm could not run, with swarm's reason.
+
+    An HTTPError with jupyterhub_message set: JupyterHub then shows the
+    reason on the spawn page, in the API's error and in its log."""
+
+    def __init__(self, reason):
+        super().__init__(500, "%s", reason)
+        self.jupyterhub_message = reason
+
+
+class SwarmUserSpawner(SwarmSpawner):
+    """SwarmSpawner with real volume mounts, per-user rules and task-address
+    routing. The traits are set once from the configuration and never
+    changed; each spawn derives its own values from them."""
+
+    storage = Instance(Storage, allow_none=True, config=True, help="""
+        Where each user's saved files live: one swarm volume mount per user
+        (type=volume, never a bind mount). None: no persistent volume.
+        (SPAWNER_PERSISTENCE_*)""")
+    base_constraints = Tuple(config=True, help="""
+        Swarm placement constraints of every user server, as swarm spells
+        them (node.labels.x==y). A suffix rule adds its own.
+        (SPAWNER_CONSTRAINTS)""")
+    placement = Instance(Placement, args=(), config=True, help="""
+        Placement preferences and platforms of every user server; its
+        constraints are unused (see base_constraints).
+        (SPAWNER_PREFERENCE, SPAWNER_PLATFORM)""")
+    default_gpu = Instance(Gpu, args=(), config=True, help="""
+        GPUs of a user server whose name matches no suffix rule with GPUs.
+        (SPAWNER_USE_GPUS)""")
+    suffix_rules = Dict(config=True, help="""
+        {suffix: SuffixRule}: the image, extra constraints and GPUs of users
+        whose name ends in -<suffix>.
+        (SPAWNER_CONSTRAINT_IMAGES, SPAWNER_CONSTRAINT_WITH_GPUS)""")
+    resource_wait = Integer(0, config=True, help="""
+        Seconds a spawn waits while swarm finds no node with enough free
+        resources before it fails with swarm's reason. (SPAWNER_RESOURCE_WAIT)""")
+    chown_local_volume = Bool(True, config=True, help="""
+        With a local volume, start the server as root with CHOWN_EXTRA set to
+        the volume's mount point: a new named volume is root-owned, and
+        docker-stacks images give CHOWN_EXTRA to the notebook user before
+        dropping to it.""")
+
+    # Per-spawn state, made anew by start() (and create_certs with TLS).
+    _plan = None  # this spawn's UserPlan
+    _events = ()  # progress events of this spawn
+    _ssl_name = None  # this spawn's network alias, named in its certificate
+    _ssl_secrets = ()  # SecretReferences of its certificates
+
+    @default("object_name")
+    def _object_name_default(self):
+        return service_name(self.prefix, self.escaped_name)
+
+    # -- per-user values ---------------------------------------------------
+    def user_plan(self):
+        return plan_for_user(
+            self.user.name,
+            self.image,
+            self.base_constraints,
+            self.default_gpu,
+            self.suffix_rules,
+        )
+
+    @property
+    def local_volume(self):
+        """A local volume that the server must chown for its user."""
+        return self.storage is not None and self.storage.type == "local" \
+            and self.chown_local_volume
+
+    @property
+    def mounts(self):
+        """Swarm `type=volume` mounts (SwarmSpawner would make bind mounts,
+        which swarm rejects for named volumes)."""
+        if self.storage is None:
+            return []
+        spec = storage_mount(self.storage, self.escaped_name)
+        driver = spec.pop("driver_config", None)
+        if driver:
+            spec["driver_config"] = DriverConfig(driver["name"], driver["options"])
+        return [Mount(**spec)]
+
+    def get_env(self):
+        env = super().get_env()
+        gpu = self._plan.gpu if self._plan else self.default_gpu
+        if gpu.visible:
+            env["NVIDIA_VISIBLE_DEVICES"] = gpu.visible
+        if self.local_volume:
+            # docker-stacks images start as root, chown this, then drop to
+            # the notebook user: a new named volume is root-owned.
+            env.setdefault("CHOWN_EXTRA", self.storage.target)
+        return env
+
+    async def start(self):
+        plan = self._plan = self.user_plan()
+        self.image = plan.image
+        self.extra_placement_spec = {
+            "constraints": list(plan.constraints) or None,
+            "preferences": list(self.placement.preferences) or None,
+            "platforms": list(self.placement.platforms) or None,
+        }
+        self.extra_resources_spec = (
+            {"generic_resources": {"NVIDIA-GPU": plan.gpu.count}} if plan.gpu.count else {}
+        )
+        container_spec = {}
+        if self.local_volume:
+            container_spec["user"] = "root"
+        if self._ssl_secrets:
+            container_spec["secrets"] = list(self._ssl_secrets)
+        self.extra_container_spec = container_spec
+        if self._ssl_name:
+            self.extra_task_spec = {"networks": [
+                NetworkAttachmentConfig(self.network_name, aliases=[self._ssl_name])]}
+        self._events = []
+        await self._make_user_directory()
+        ip, port = await super().start()
+        if self.server is not None:  # None only for spawners built by tests
+            await self._wait_for_port(ip, port)
+        return ip, port
+
+    async def _make_user_directory(self):
+        if self.storage is None:
+            return
+        path = user_directory(self.storage, self.escaped_name)
+        if path is None:
+            return
+        root = self.storage.mkdir_root
+        if not os.path.isdir(root):
+            self.log.info("%s is not mounted in the hub; not creating %s", root, path)
+            return
+        os.makedirs(path, exist_ok=True)
+        try:
+            os.chown(path, *self.storage.owner)
+        except OSError as e:
+            self.log.warning("Could not chown %s: %s", path, e)
+
+    # -- internal TLS: the server's certificates as swarm secrets --------------
+    # dockerspawner copies them into a docker volume on the hub's node, which
+    # a service on any other node never sees. Swarm secrets reach the task on
+    # whichever node it runs; they are made for one spawn and removed with
+    # the service.
+    SSL_LABEL = "jupyterhub-swarm.server"
+    SSL_DIR = "/run/secrets"  # where swarm puts secrets in a Linux container
+    SSL_FILES = (  # (the hub's key in cert_paths, file name, private)
+        ("keyfile", "jupyterhub-ssl.key", True),
+        ("certfile", "jupyterhub-ssl.crt", False),
+        ("cafile", "jupyterhub-ssl-ca.crt", False),
+    )
+
+    @property
+    def secret_owner(self):
+        """(uid, gid) of the secrets' files: the notebook user's."""
+        return self.storage.owner if self.storage is not None else (0, 0)
+
+    async def create_certs(self):
+        """The server's certificate, for a name of this spawn only: a network
+        alias of the service (get_ip_and_port). Right after a stop, swarm's
+        DNS may still answer the service's name with the former task's
+        address; a new name has no past."""
+        # with the suffixes of the secrets: at most 64 characters
+        base = shorten(self.service_name, 40, digits=8)
+        self._ssl_name = f"{base}-{secrets.token_hex(3)}"
+        self.ssl_alt_names = [f"DNS:{self._ssl_name}", f"DNS:{self.service_name}"]
+        return await super().create_certs()
+
+    async def move_certs(self, paths):
+        """Make the server's key, certificate and CA bundle swarm secrets
+        named after this spawn's alias (create_certs runs first), labelled
+        with the service's name; return their paths in the task."""
+        await self._remove_ssl_secrets()  # left by a hub that stopped meanwhile
+        uid, gid = self.secret_owner
+        refs, moved = [], {}
+        for key, filename, private in self.SSL_FILES:
+            with open(paths[key], "rb") as f:
+                data = f.read()
+            name = f"{self._ssl_name}-{filename.replace('jupyterhub-', '').replace('.', '-')}"
+            created = await self.docker(
+                "create_secret", name, data, labels={self.SSL_LABEL: self.service_name})
+            # the key: readable by the notebook user only (the owner of the
+            # user's directory, SPAWNER_PERSISTENCE_VOLUME_OWNER)
+            refs.append(SecretReference(
+                created["ID"], name, filename=filename, uid=str(uid), gid=str(gid),
+                mode=0o400 if private else 0o444))
+            moved[key] = f"{self.SSL_DIR}/{filename}"
+        self._ssl_secrets = refs
+        self.log.info("Internal TLS certificates of %s are swarm secrets %s", self.service_name,
+                      ", ".join(r["SecretName"] for r in refs))
+        return moved
+
+    async def _remove(self, method, ident, what):
+        """Remove a docker object; one that is gone already is no error."""
+        try:
+            await self.docker(method, ident)
+        except NotFound:
+            pass
+        except Exception as e:
+            self.log.warning("Could not remove %s: %s", what, e)
+
+    async def _remove_ssl_secrets(self):
+        if not self.internal_ssl:
+            return
+        try:
+            found = await self.docker(
+                "secrets", filters={"label": f"{self.SSL_LABEL}={self.service_name}"})
+        except Exception as e:
+            self.log.warning("Could not list the TLS secrets of %s: %s", self.service_name, e)
+            return
+        for secret in found:
+            await self._remove("remove_secret", secret["ID"], f"secret {secret['Spec']['Name']}")
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self._remove_ssl_secrets()
+
+    # -- waiting for the task, with swarm's reasons --------------------------
+    def scrub(self, text):
+        """Swarm's mount errors quote the volume options: hide them, since
+        CIFS options may carry credentials."""
+        opts = self.storage.opts.strip(",") if self.storage is not None else ""
+        if opts:
+            text = text.replace(opts, "<volume options hidden>")
+        return re.sub(r"(password|pass|username|user|credentials)=[^,\s]*", r"\1=***", text)
+
+    def _event(self, progress, message):
+        self._events.append({"progress": progress, "message": message})
+        self.log.info("%s: %s", self.service_name, message)
+
+    async def progress(self):
+        shown = 0
+        while True:
+            while shown < len(self._events):
+                yield self._events[shown]
+                shown += 1
+            if self._spawn_future is not None and self._spawn_future.done():
+                return
+            await asyncio.sleep(0.25)
+
+    async def _tasks(self):
+        return await self.docker("tasks", filters={"service": self.service_name})
+
+    async def pull_image(self, image):
+        """dockerspawner's check/pull on the hub's node, failing with a
+        message that names the image (dockerspawner lets docker's
+        ImageNotFound through, which the spawn page does not show)."""
+        try:
+            await super().pull_image(image)
+        except APIError as e:
+            if isinstance(e, NotFound) and self.pull_policy == "never":
+                reason = (f"the image {image} is not on the hub's node, and "
+                          "SPAWNER_PULL_POLICY=never does not pull images")
+            else:
+                reason = f"could not pull the image {image}: {e.explanation or e}"
+            raise SpawnFailed(f"Your server could not start: {reason}") from None
+
+    async def start_object(self):
+        started = time.monotonic()
+        last = None
+        try:
+            while True:
+                waited = time.monotonic() - started
+                now = judge_start(await self._tasks(), waited, self.resource_wait)
+                reason = self.scrub(now.reason)
+                if now.kind == "running":
+                    return
+                if now.kind == "ended":
+                    await self._fail(f"swarm {now.state} the task: {reason}")
+                if now.kind == "unplaceable":
+                    await self._fail(reason + self._placement_hint(reason))
+                if now.kind == "no_resources":
+                    await self._fail(f"{reason} (waited {waited:.0f}s{self._wanted_hint(reason)})")
+                if now.kind == "waiting" and (now.state, reason) != last:
+                    last = (now.state, reason)
+                    self._event(*self._progress_message(now.state, reason))
+                await asyncio.sleep(0.25)
+        except asyncio.CancelledError:
+            # start_timeout passed, or the user cancelled the pending spawn:
+            # remove the service, or swarm keeps trying it for nobody.
+            await self._remove_service()
+            raise
+
+    async def _wait_for_port(self, ip, port):
+        """Return once the server accepts connections, looking every 0.1 s.
+
+        After start() returns, the hub checks the server over HTTP
+        (User._wait_up) with a random exponential backoff, 0.2 s doubling up
+        to 5 s between tries: it noticed a running server up to seconds
+        late (bench/overhead.py, docs/performance.md). Once the port accepts,
+        the hub's first try succeeds: the server answers as soon as its
+        event loop runs. Every second the task is looked at, so a server
+        that exits while starting fails with swarm's reason. After
+        http_timeout the hub's own check decides, as before."""
+        deadline = time.monotonic() + self.http_timeout
+        next_look = time.monotonic() + 1
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
+                except (OSError, asyncio.TimeoutError):
+                    pass
+                else:
+                    writer.close()
+                    return
+                if time.monotonic() > next_look:
+                    next_look = time.monotonic() + 1
+                    tasks = await self._tasks()
+                    if not any(t.get("Status", {}).get("State") == "running" for t in tasks):
+                        ended = last_ended(tasks)
+                        reason = self.scrub(task_reason(ended)) if ended else ""
+                        await self._fail(f"the server stopped while starting: {reason}")
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            # start_timeout passed or the spawn was cancelled, as in start_object
+            await self._remove_service()
+            raise
+
+    def _progress_message(self, state, reason):
+        progress = {"pending": 20, "assigned": 30, "preparing": 40}.get(state, 50)
+        if state == "pending" and "insufficient resources" in reason and self._plan.gpu.count:
+            count = self._plan.gpu.count
+            text = f"waiting for a free GPU ({count} requested)"
+        else:
+            text = {"pending": "waiting for a node",
+                    "preparing": "preparing (pulling image)"}.get(state, state)
+        if reason.strip().lower() in ("", state):  # swarm's "starting: starting"
+            return progress, text
+        return progress, f"{text}: {reason}"
+
+    def _placement_hint(self, err):
+        """What the spec asks for that no node offers."""
+        hints = []
+        if "constraints not satisfied" in err and self._plan.constraints:
+            hints.append("constraints " + ", ".join(self._plan.constraints))
+        if "unsupported platform" in err and self.placement.platforms:
+            hints.append("platforms " + ", ".join(f"{a}/{o}" for a, o in self.placement.platforms))
+        return f" (this server needs {'; '.join(hints)})" if hints else ""
+
+    def _wanted_hint(self, err):
+        if "insufficient resources" not in err:
+            return ""
+        wanted = []
+        if self._plan.gpu.count:
+            wanted.append(f"{self._plan.gpu.count} GPU")
+        if self.cpu_guarantee:
+            wanted.append(f"{self.cpu_guarantee:g} CPU")
+        if self.mem_guarantee:
+            wanted.append(f"{self.mem_guarantee / 1024**2:g} MiB memory")
+        return f" for a node with {', '.join(wanted)} free" if wanted else ""
+
+    async def _remove_service(self):
+        await self._remove("remove_service", self.object_id or self.service_name,
+                           self.service_name)
+        self.object_id = ""
+        await self._remove_ssl_secrets()
+
+    async def _fail(self, reason):
+        await self._remove_service()
+        raise SpawnFailed(f"Your server could not start: {reason}")
+
+    async def get_ip_and_port(self):
+        """The running task's own address on the user network.
+
+        The service name may still resolve to the previous server's container
+        for a few seconds after a stop; the task address cannot. With
+        internal TLS, a name it is: the server's certificate is made before
+        the task has an address, for the network alias of this spawn
+        (create_certs), which resolves to this task only.
+        """
+        if self.internal_ssl:
+            return self._ssl_name or self.service_name, self.port
+        for task in await self._tasks():
+            if task.get("Status", {}).get("State") != "running":
+                continue
+            for attachment in task.get("NetworksAttachments", []):
+                if attachment["Network"]["Spec"]["Name"] == self.network_name:
+                    return attachment["Addresses"][0].split("/")[0], self.port
+        raise SpawnFailed(f"no running task of {self.service_name} on {self.network_name}")
+
+
+# --------------------------------------------------------------------------
+# Proxy: an external configurable-http-proxy gets its internal TLS files
+# --------------------------------------------------------------------------
+
+# Where the stack mounts the volume the hub shares with the proxy service.
+PROXY_CERTS_DIR = "/srv/jupyterhub/proxy-certs"
+# The official configurable-http-proxy image runs as nobody (65534).
+PROXY_CERTS_OWNER = (65534, 65534)
+
+
+def proxy_cert_files(proxy_certs, trust_bundles):
+    """{file name in PROXY_CERTS_DIR: (source path, private)} for the
+    proxy's API (server) and client sides, as JupyterHub hands them to a
+    proxy it starts itself (ConfigurableHTTPProxy._get_ssl_options)."""
+    api, client = proxy_certs["proxy-api"], proxy_certs["proxy-client"]
+    return {
+        "api.key": (api["keyfile"], True),
+        "api.crt": (api["certfile"], False),
+        "api-ca.crt": (trust_bundles["proxy-api-ca"], False),
+        "client.key": (client["keyfile"], True),
+        "client.crt": (client["certfile"], False),
+        "client-ca.crt": (trust_bundles["proxy-client-ca"], False),
+    }
+
+
+def export_proxy_certs(files, directory, owner):
+    """Copy `files` into `directory` for the proxy's user, each replaced in
+    one rename, so the proxy never reads half a file."""
+    for name, (source, private) in files.items():
+        with open(source, "rb") as f:
+            data = f.read()
+        target = os.path.join(directory, name)
+        tmp = target + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.chown(tmp, *owner)
+        except PermissionError:  # a hub not running as root
+            pass
+        os.chmod(tmp, 0o400 if private else 0o444)
+        os.replace(tmp, target)
+
+
+class SwarmProxy(ConfigurableHTTPProxy):
+    """configurable-http-proxy; with internal TLS and an external proxy, the
+    hub writes the proxy's key, certificates and CA bundles into the volume
+    it shares with the proxy service, which waits for them before starting
+    (docker-compose.swarm.yml)."""
+
+    certs_dir = Unicode(PROXY_CERTS_DIR, config=True, help="""
+        With internal TLS and an external proxy: the directory, shared with
+        the proxy's service, that the hub writes the proxy's TLS files to.""")
+    proxy_wait = Integer(60, config=True, help="""
+        Seconds the hub waits at start-up for an external proxy's API to
+        answer before it gives up.""")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.app.internal_ssl and not self.should_start:
+            files = proxy_cert_files(self.app.internal_proxy_certs,
+                                     self.app.internal_trust_bundles)
+            if os.path.isdir(self.certs_dir):
+                export_proxy_certs(files, self.certs_dir, PROXY_CERTS_OWNER)
+                self.log.info("Internal TLS files for the proxy written to %s", self.certs_dir)
+            else:
+                self.log.warning(
+                    "%s is not mounted: give the external proxy these files yourself: %s",
+                    self.certs_dir, ", ".join(f"{n} <- {src}" for n, (src, _) in files.items()))
+
+    async def get_all_routes(self, client=None):
+        """The hub's first request to an external proxy, at start-up: wait
+        for the proxy's API to listen (the proxy starts after its TLS files
+        are written, or simply later than the hub) rather than exit."""
+        deadline = time.monotonic() + self.proxy_wait
+        waiting = False
+        while True:
+            try:
+                return await super().get_all_routes(client)
+            except OSError as e:  # refused, or the name is not there yet
+                if self.should_start or time.monotonic() > deadline:
+                    raise
+                if not waiting:
+                    waiting = True
+                    self.log.info("Waiting for the proxy's API at %s (%s)", self.api_url, e)
+                await asyncio.sleep(0.5)
+
+
+# --------------------------------------------------------------------------
+# Accounts
+# --------------------------------------------------------------------------
+
+# Lowercase letters, digits, '.', '_' and '-', starting with a letter or
+# digit, at most 32 characters: names that stay valid and distinct as docker
+# service, volume and directory names. JupyterHub lowercases names first.
+DEFAULT_USERNAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,31}"
+
+
+def anchored(pattern):
+    return rf"(?:{pattern})\Z"
+
+
+class RuledSignUpHandler(SignUpHandler):
+    """Sign-up that says which rule a refused user name breaks."""
+
+    def get_result_message(self, user, human, taken, confirmation_matches, is_admin):
+        alert, message = super().get_result_message(
+            user, human, taken, confirmation_matches, is_admin)
+        name = self.get_body_argument("username", "", strip=False)
+        normalized = self.authenticator.normalize_username(name)
+        if user is None and human and not taken and confirmation_matches and \
+                not self.authenticator.validate_username(normalized):
+            message = (f"The user name {name!r} is not allowed: use lowercase letters, "
+                       "digits, '.', '_' and '-', starting with a letter or digit, "
+                       "at most 32 characters."
+                       if self.authenticator.username_pattern == anchored(DEFAULT_USERNAME_PATTERN) else
+                       f"The user name {name!r} is not allowed: it must match "
+                       f"{self.authenticator.username_pattern}.")
+        return alert, message
+
+
+class SwarmNativeAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator whose admin accounts can be set up at start-up
+    (admin_password), so nobody can claim an admin name by signing up."""
+
+    admin_password = Unicode(None, allow_none=True, config=True, help="""
+        If set, every admin_users account is created (or its password reset)
+        and approved when the hub starts. (AUTH_ADMIN_PASSWORD)""")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.admin_password:
+            self.bootstrap_admins(self.admin_password)
+        elif self.enable_signup:
+            for name in sorted(self.admin_users):
+                if self.get_user(name) is None:
+                    self.log.warning(
+                        "Admin account %r does not exist yet and sign-up is open: whoever "
+                        "signs up first as %r becomes admin. Set AUTH_ADMIN_PASSWORD or "
+                        "AUTH_ADMIN_PASSWORD_FILE to create it at start-up.", name, name)
+
+    def get_handlers(self, app):
+        return [(path, RuledSignUpHandler if handler is SignUpHandler else handler)
+                for path, handler in super().get_handlers(app)]
+
+    def bootstrap_admins(self, password):
+        import bcrypt
+
+        for name in sorted(self.admin_users):
+            name = self.normalize_username(name)
+            info = self.get_user(name)
+            if info is not None and info.is_valid_password(password) and info.is_authorized:
+                continue
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+            if info is None:
+                self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+                self.log.info("Created admin account %r", name)
+            else:
+                info.password, info.is_authorized = hashed, True
+                self.log.info("Reset the password of admin account %r", name)
+        self.db.commit()
+
+
+# --------------------------------------------------------------------------
+# The hub database, checked before the hub starts
+# --------------------------------------------------------------------------
+
+DB_CONNECT_WAIT = 30  # seconds to wait for a database that is still starting
+_AUTH_FAILURES = ("password authentication failed", "access denied", "no password supplied")
+
+
+def check_database(url, upgrade, wait=DB_CONNECT_WAIT):
+    """Connect once and compare schema versions, so a wrong URL, password or
+    schema stops the hub with a message naming the variable to change."""
+    from jupyterhub import orm
+    from sqlalchemy import create_engine
+
+    shown = mask_url(url)
+    credentials = split_credentials(url)
+    password = credentials[1].partition(":")[2] if credentials else ""
+    args = {} if url.startswith("sqlite") else {"connect_timeout": 5}
+    engine = create_engine(url, connect_args=args)
+    deadline = time.monotonic() + wait
+    waiting = False
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    break
+            except Exception as e:
+                reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
+                for secret in {password, unquote(password)} - {""}:
+                    reason = reason.replace(secret, "***")
+                final = any(f in reason.lower() for f in _AUTH_FAILURES)
+                if final or time.monotonic() > deadline:
+                    raise ConfigError("HUB_DB_URL", url, "", problem=(
+                        f"HUB_DB_URL={shown!r}: cannot connect to the database: {reason}")) from None
+                if not waiting:  # say why the hub is silent meanwhile
+                    print(f"jupyterhub_config: waiting up to {wait}s for the database at "
+                          f"HUB_DB_URL={shown!r}: {reason}", flush=True)
+                    waiting = True
+                time.sleep(2)
+        if not upgrade:
+            try:
+                orm.check_db_revision(engine)
+            except orm.DatabaseSchemaMismatch as e:
+                raise ConfigError("HUB_UPGRADE_DB", "", "", problem=(
+                    f"the database at HUB_DB_URL={shown!r} was made by an older JupyterHub "
+                    f"({str(e).splitlines()[0]}). Back it up, then start the hub once with "
+                    "HUB_UPGRADE_DB=true to upgrade it (SQLite files are copied to a "
+                    "backup next to the database first).")) from None
+    finally:
+        engine.dispose()
+
+
+def running_hub():
+    """True when the configuration is loaded by a starting `jupyterhub`, not
+    by tests or the check command."""
+    try:
+        from jupyterhub.app import JupyterHub
+    except ImportError:
+        return False
+    return JupyterHub.initialized() and not JupyterHub.instance().generate_config
+
+
+# --------------------------------------------------------------------------
+# The configuration check: python3 jupyterhub_config.py [username ...]
+# --------------------------------------------------------------------------
+
+
+def _shown(value, secret, url):
+    if value is None or value == "":
+        return "-"
+    if url:
+        return mask_url(str(value))
+    if secret:
+        return "<hidden>"
+    if isinstance(value, (tuple, list, set, dict)):
+        return ",".join(map(str, value)) or "-"
+    if not isinstance(value, (str, int, float)):  # parsed defaults
+        return "-"
+    return str(value)
+
+
+def check_main(argv, c, report, secret_names, out=sys.stdout):
+    """Print each variable's effective value and where it came from (report:
+    name -> (value, source); values of secret_names hidden, HUB_DB_URL
+    masked), then what each user named in argv would get from the
+    configuration `c`. Nothing is started."""
+    from dockerspawner import DockerSpawner
+
+    print("variable | value | source", file=out)
+    for name in sorted(report):
+        value, source = report[name]
+        shown = _shown(value, name in secret_names, name == "HUB_DB_URL")
+        print(f"{name} | {shown} | {source}", file=out)
+    sp = c.SwarmUserSpawner
+    storage, placement = sp.storage, sp.placement
+    pattern = re.compile(c.Authenticator.username_pattern)
+    for username in argv:
+        name = username.lower()
+        print(f"\nuser {name}:", file=out)
+        if not pattern.fullmatch(name):
+            print(f"  refused: does not match AUTH_USERNAME_PATTERN ({pattern.pattern})", file=out)
+            continue
+        escaped = DockerSpawner._escape(name)
+        plan = plan_for_user(name, sp.image, sp.base_constraints, sp.default_gpu, sp.suffix_rules)
+        mount = storage_mount(storage, escaped)
+        options = mount.get("driver_config", {}).get("options", {})
+        if storage.type == "cifs" and options:
+            options["o"] = f"addr={storage.host},<SPAWNER_PERSISTENCE_CIFS_OPTS hidden>"
+        gpu = (f"{plan.gpu.count} x NVIDIA-GPU" if plan.gpu.count else
+               f"NVIDIA_VISIBLE_DEVICES={plan.gpu.visible}" if plan.gpu.visible else "none")
+        rows = [
+            ("service", service_name("jupyter", escaped)),
+            ("image", plan.image),
+            ("constraints", ", ".join(plan.constraints) or "none"),
+            ("preferences", ", ".join(f"{a}:{b}" for a, b in placement.preferences) or "none"),
+            ("platforms", ", ".join(f"{a}:{b}" for a, b in placement.platforms) or "none"),
+            ("gpus", gpu),
+            ("volume", f"{mount['source']} -> {mount['target']}"),
+        ]
+        if options:
+            rows.append(("volume options", ", ".join(f"{k}={v}" for k, v in options.items())))
+        directory = user_directory(storage, escaped)
+        if directory:
+            rows.append(("directory made by the hub", directory))
+        for key, value in rows:
+            print(f"  {key}: {value}", file=out)
+    return 0
