@@ -2,10 +2,12 @@
 accounts at start-up, user names, idle culling, the database check."""
 
 import logging
+import os
 
 import bcrypt
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CONFIG_FILE, MINIMAL_ENV, config_error, load_config
@@ -204,3 +206,18 @@ def test_unreachable_database_names_the_variable_and_masks_the_password():
     assert "HUB_DB_URL='postgresql+psycopg2://jh:***@127.0.0.1:9/jh'" in message
     assert "cannot connect" in message and "Sup3rS3cret" not in message
 
+
+def test_bad_setting_is_reported_before_the_database_is_contacted(tmp_path):
+    """The real `jupyterhub` with an unreachable database and a bad SPAWNER_*
+    value: the hub names the bad value at once, rather than first waiting
+    for the database and then blaming it."""
+    jupyterhub = Path(sys.executable).with_name("jupyterhub")
+    env = dict(MINIMAL_ENV, PATH=os.environ["PATH"], SPAWNER_USE_GPUS="seven",
+               HUB_DB_URL="postgresql://jh:pw@127.0.0.1:9/jh")
+    proc = subprocess.run([str(jupyterhub), "-f", str(CONFIG_FILE)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    print(output[-2000:])
+    assert proc.returncode != 0
+    assert "SPAWNER_USE_GPUS='seven' is invalid" in output
+    assert "waiting up to" not in output and "cannot connect" not in output
