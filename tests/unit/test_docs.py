@@ -3,7 +3,9 @@
 import re
 
 from conftest import CONFIG_FILE, ROOT, environment, load_config
+import jupyterhub_config
 from jupyterhub_config import SECRET_FILES, Env, configure
+from jupyterhub_swarm import Gpu
 
 PREFIXES = ("PROXY_", "CONFIGPROXY_", "HUB_", "SPAWNER_", "AUTH_")
 
@@ -127,3 +129,59 @@ def test_chinese_readme_lists_the_same_variables():
     unknown = [n for n, _ in variable_rows(en) if n not in config and "${" + n + ":" not in stacks]
     assert not unknown, f"README tables list variables nothing reads: {unknown}"
 
+
+# -- defaults: written once, in the config's tables ---------------------------
+
+
+def table_defaults():
+    """{variable: default as the docs spell it ("" for none)} from the
+    config's tables, and the per-type mount options."""
+    def spelled(value):
+        if value is None or value in ((), {}, Gpu()):
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        if isinstance(value, list):
+            return " ".join(value)
+        return str(value)
+
+    defaults = {name: spelled(default) for table in jupyterhub_config.TABLES
+                for name, _, default, _ in table}
+    opts = jupyterhub_config.DEFAULT_OPTS
+    defaults["SPAWNER_PERSISTENCE_NFS_OPTS"] = opts["nfs3"]  # and nfs4's, see below
+    defaults["SPAWNER_PERSISTENCE_CIFS_OPTS"] = opts["cifs"]
+    return defaults
+
+
+def test_the_tables_cover_every_variable_with_a_default():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    documented = dict(variable_rows(markdown_section(readme, "## Variable reference")))
+    with_default = {n for n, cell in documented.items() if cell.startswith("`")}
+    assert with_default <= set(table_defaults()), sorted(with_default - set(table_defaults()))
+
+
+def test_readme_defaults_are_the_tables_defaults():
+    for readme in ("README.md", "README.zh-CN.md"):
+        rows = dict(variable_rows((ROOT / readme).read_text(encoding="utf-8")))
+        for name, default in table_defaults().items():
+            cell = rows[name]
+            shown = re.match(r"`([^`]*)`", cell)
+            if default == "":
+                assert shown is None, f"{readme}: {name} has no default, the table says {cell!r}"
+            else:
+                assert shown and shown.group(1) == default, \
+                    f"{readme}: {name} default {cell!r}, the config's table says {default!r}"
+        nfs = rows["SPAWNER_PERSISTENCE_NFS_OPTS"]
+        assert f"`{jupyterhub_config.DEFAULT_OPTS['nfs4']}` (nfs4)" in nfs, nfs
+
+
+def test_example_env_defaults_are_the_tables_defaults():
+    lines = (ROOT / "example.env").read_text().splitlines()
+    commented = dict(line[1:].split("=", 1) for line in lines
+                     if re.match(r"^#[A-Z][A-Z0-9_]+=", line))
+    for name, default in table_defaults().items():
+        if name in commented:
+            assert commented[name] == default, \
+                f"example.env: #{name}={commented[name]}, the config's table says {default!r}"
