@@ -1,0 +1,49 @@
+"""judge_start: what a new service's tasks mean, decided from swarm's task
+list and the time waited alone (the real lists come from tests/e2e)."""
+
+from jupyterhub_swarm import StartState, judge_start, shorten
+
+NO_NODE = "no suitable node (scheduling constraints not satisfied on 1 node)"
+NO_GPU = "no suitable node (insufficient resources on 1 node)"
+
+
+def task(state, created="1", err=None, message=""):
+    status = {"State": state, "Message": message}
+    if err:
+        status["Err"] = err
+    return {"CreatedAt": created, "Status": status}
+
+
+def test_running_wins_over_everything():
+    tasks = [task("failed", "1", err="exit 1"), task("running", "2")]
+    assert judge_start(tasks, 0, 60) == StartState("running")
+
+
+def test_an_ended_task_ends_the_spawn_with_its_reason_even_when_replaced():
+    tasks = [task("ready", "2", message="ready"),
+             task("rejected", "1", err="No such image: nb:none")]  # out of order
+    assert judge_start(tasks, 0.5, 60) == StartState("ended", "rejected", "No such image: nb:none")
+
+
+def test_unplaceable_fails_only_after_a_moment():
+    tasks = [task("pending", err=NO_NODE)]
+    assert judge_start(tasks, 1, 60).kind == "waiting"
+    assert judge_start(tasks, 3, 60) == StartState("unplaceable", "pending", NO_NODE)
+
+
+def test_missing_resources_wait_for_the_resource_wait():
+    tasks = [task("pending", err=NO_GPU)]
+    assert judge_start(tasks, 30, 60) == StartState("waiting", "pending", NO_GPU)
+    assert judge_start(tasks, 61, 60) == StartState("no_resources", "pending", NO_GPU)
+
+
+def test_waiting_reports_the_newest_task_and_its_message():
+    tasks = [task("preparing", "2", message="preparing"), task("assigned", "1")]
+    assert judge_start(tasks, 100, 0) == StartState("waiting", "preparing", "preparing")
+    assert judge_start([], 100, 0) == StartState("no_task")
+
+
+def test_shorten_keeps_distinct_names_distinct_and_within_the_limit():
+    assert shorten("jupyter-alice", 63) == "jupyter-alice"
+    a, b = shorten("x" * 80, 40, digits=8), shorten("x" * 79 + "y", 40, digits=8)
+    assert len(a) == len(b) == 40 and a != b
