@@ -8,36 +8,18 @@
 # second run only checks that chromium starts.
 set -Eeuo pipefail
 
+LOG_TAG=browser-up
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # log, die, apt_install
+
 PACKAGES="chromium fonts-liberation fonts-noto-color-emoji"
 CHROMIUM=/usr/bin/chromium
 
-log() { printf '[browser-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "must run as root"
+need_root
 export DEBIAN_FRONTEND=noninteractive
 
-pkg_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
-missing=()
-for p in ${PACKAGES}; do
-    pkg_installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-    log "all present: ${PACKAGES}"
-else
-    log "installing: ${missing[*]}"
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-        apt-get update -q
-    fi
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-    fi
-fi
+# shellcheck disable=SC2086  # a list of names
+apt_install ${PACKAGES}
 
 [ -x "${CHROMIUM}" ] || die "${CHROMIUM} missing after installing chromium"
 # The launcher script prints a harmless shell warning on some hosts; the

@@ -42,6 +42,11 @@
 set -Eeuo pipefail
 export PATH="${PATH}:/usr/sbin:/sbin" # dockerd, ip, iptables
 
+LOG_TAG=cluster
+STEP_MS=1 # step: durations in ms (most steps take well under a second)
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # log, die, need_root, step, now_ms, fmt_ms
+
 # --- layout -------------------------------------------------------------------
 NODES=(node1 node2 node3)
 declare -A NODE_IP=([node1]=10.200.0.11 [node2]=10.200.0.12 [node3]=10.200.0.13)
@@ -81,29 +86,7 @@ pidfile_of() { echo "${RUN_DIR}/$1.pid"; }
 log_of() { echo "${LOG_PREFIX}$1.log"; }
 ndocker() { local n=$1; shift; docker -H "unix://$(sock_of "$n")" "$@"; }
 
-# --- output -------------------------------------------------------------------
-log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-on_err() {
-    local rc=$? line=$1 cmd=$2
-    log "ERROR: command failed (exit ${rc}) at line ${line}: ${cmd}"
-    exit "${rc}"
-}
-trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
-
-now_ms() { date +%s%3N; }
-fmt_ms() { printf '%d.%02ds' $(($1 / 1000)) $((($1 % 1000) / 10)); }
-# step NAME CMD... : run CMD and print how long it took
-step() {
-    local name=$1 t0
-    shift
-    t0=$(now_ms)
-    log "==> ${name}"
-    "$@"
-    log "<== ${name}: $(fmt_ms $(($(now_ms) - t0)))"
-}
-
-need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+# --- output (log, die, the ERR trap, step: scripts/lib.sh) -----------------------
 take_lock() {
     mkdir -p "$(dirname "${LOCK_FILE}")"
     exec 9>"${LOCK_FILE}"

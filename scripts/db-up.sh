@@ -27,16 +27,16 @@
 # quay.io/jupyterhub/jupyterhub:4.0.2.
 set -Eeuo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STANDIN_DIR="${REPO_ROOT}/tests/standin"
+LOG_TAG=db-up
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # log, die, step, apt_install, cached images; the tags
+
 CREDENTIALS=/var/lib/jhswarm/db.env
 PG_VERSION=15
 PG_CLUSTER=main
 DB_NAME=jupyterhub
 DB_USER=jupyterhub
-KEY_LABEL="org.jhswarm.standin.key"
-ROOTFS_TAG="jhswarm-standin/rootfs:bookworm-py"
-HUB_STANDIN_TAG="jhswarm-standin/jupyterhub:5.5.4"
+# (ROOTFS_TAG and HUB_TAG, the stand-ins env-up.sh builds: scripts/lib.sh)
 PG_IMAGE_TAG="jhswarm-standin/postgres:15"
 OLD_HUB_TAG="jhswarm-test/jupyterhub-old:4.0.2"
 MARK="# jhswarm db-up.sh"
@@ -46,50 +46,15 @@ export DOCKER_BUILDKIT=0
 DOCKER="${DOCKER:-$(command -v docker || echo /usr/bin/docker)}"
 
 T_START=$SECONDS
-log() { printf '[db-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-trap 'rc=$?; log "ERROR: command failed (exit ${rc}) at line ${LINENO}: ${BASH_COMMAND}"; exit ${rc}' ERR
-TMP_PATHS=()
-trap 'if [ ${#TMP_PATHS[@]} -gt 0 ]; then rm -rf -- "${TMP_PATHS[@]}"; fi' EXIT
 
-step() {
-    local name=$1 t0=$SECONDS
-    shift
-    log "==> ${name}"
-    "$@"
-    log "<== ${name}: done in $((SECONDS - t0))s"
-}
-
-[ "$(id -u)" = 0 ] || die "must run as root"
+need_root
 docker() { "${DOCKER}" "$@"; }
 
 # --- 1. packages ----------------------------------------------------------------
-pkg_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
 install_packages() {
-    local missing=() p
-    for p in postgresql mariadb-server; do
-        pkg_installed "$p" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        log "all present: postgresql mariadb-server"
-        return 0
-    fi
-    log "installing: ${missing[*]}"
-    # no service starts from maintainer scripts (no systemd): we start below
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        TMP_PATHS+=(/usr/sbin/policy-rc.d)
-    fi
-    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt-get update -q
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-    fi
+    # no service starts from maintainer scripts (no systemd; apt_install sees
+    # to that): we start below
+    apt_install postgresql mariadb-server
 }
 
 # --- 2. where the hub reaches the host -----------------------------------------
@@ -239,30 +204,20 @@ SQL
     log "MariaDB: ${DB_USER}@${GW}:3306/${DB_NAME} OK"
 }
 
-# --- 5. images ----------------------------------------------------------------------
-image_key() { docker image inspect -f "{{ index .Config.Labels \"${KEY_LABEL}\" }}" "$1" 2>/dev/null || true; }
+# --- 5. images (image_key, image_id, sha, standin_cached, docker_build_standin:
+# scripts/lib.sh) ----------------------------------------------------------------
 
 # build_cached TAG BASE DOCKERFILE_DIR: classic build, skipped if the key matches
 build_cached() {
-    local tag=$1 base=$2 dir=$3 key logf
+    local tag=$1 base=$2 dir=$3 key
     if ! docker image inspect "${base}" >/dev/null 2>&1; then
         [ "${JHSWARM_USE_REAL_IMAGES:-0}" = 1 ] || die "${base} missing: run scripts/env-up.sh first"
         docker pull -q "${base}" >/dev/null
     fi
-    key="$({ docker image inspect -f '{{.Id}}' "${base}"; cat "${dir}"/*; } | sha256sum | cut -c1-16)"
-    if [ "$(image_key "${tag}")" = "${key}" ]; then
-        log "${tag} cached (key ${key})"
-        return 0
-    fi
+    key="$({ image_id "${base}"; cat "${dir}"/*; } | sha)"
+    standin_cached "${tag}" "${key}" && return 0
     log "building ${tag} FROM ${base}"
-    logf="$(mktemp /tmp/jhswarm-dbbuild.XXXXXX.log)"
-    if ! docker build --pull=false --rm --force-rm --build-arg "BASE_IMAGE=${base}" \
-        --label "${KEY_LABEL}=${key}" -t "${tag}" "${dir}" >"${logf}" 2>&1; then
-        tail -n 60 "${logf}" >&2
-        die "docker build of ${tag} failed (full log: ${logf})"
-    fi
-    rm -f "${logf}"
-    docker image prune -f --filter "label=${KEY_LABEL}" >/dev/null || true
+    docker_build_standin "${tag}" "${key}" "${dir}/Dockerfile" "${dir}" --build-arg "BASE_IMAGE=${base}"
 }
 
 build_images() {
@@ -271,7 +226,7 @@ build_images() {
         build_cached "${OLD_HUB_TAG}" quay.io/jupyterhub/jupyterhub:4.0.2 "${STANDIN_DIR}/jupyterhub-4.0.2"
     else
         build_cached "${PG_IMAGE_TAG}" "${ROOTFS_TAG}" "${STANDIN_DIR}/postgres"
-        build_cached "${OLD_HUB_TAG}" "${HUB_STANDIN_TAG}" "${STANDIN_DIR}/jupyterhub-4.0.2"
+        build_cached "${OLD_HUB_TAG}" "${HUB_TAG}" "${STANDIN_DIR}/jupyterhub-4.0.2"
     fi
 }
 

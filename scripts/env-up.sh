@@ -20,22 +20,18 @@
 #   DOCKER                     docker client to use (default: first that works)
 set -Eeuo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STANDIN_DIR="${REPO_ROOT}/tests/standin"
+LOG_TAG=env-up
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # log, die, step, apt_install, cached images; the tags
 
 # --- pinned versions (a bump changes the tag and/or the cache key) ----------
-DEBIAN_SUITE=bookworm
-JUPYTERHUB_VERSION=5.5.4
+# (DEBIAN_SUITE, JUPYTERHUB_VERSION and the tags ROOTFS_TAG, HUB_TAG, NB_TAG:
+# scripts/lib.sh)
 CHP_VERSION=4.6.3
 JUPYTERLAB_VERSION=4.3.8
 IPYKERNEL_VERSION=6.29.5
 ROOTFS_PACKAGES="python3 python3-pip python3-venv nodejs npm ca-certificates curl tini"
 ROOTFS_REV=1   # bump to force a rebuild of the rootfs image
-
-ROOTFS_TAG="jhswarm-standin/rootfs:${DEBIAN_SUITE}-py"
-HUB_TAG="jhswarm-standin/jupyterhub:${JUPYTERHUB_VERSION}"
-NB_TAG="jhswarm-standin/notebook:${JUPYTERHUB_VERSION}"
-KEY_LABEL="org.jhswarm.standin.key"
 
 HOST_APT_PACKAGES="docker.io debootstrap ca-certificates curl iproute2"  # iproute2: scripts/cluster.sh
 
@@ -45,69 +41,24 @@ DOCKER_PREF="${DOCKER:-}"
 DOCKER=""
 export DOCKER_CLI_HINTS=false
 
-# --- logging / errors --------------------------------------------------------
 T_START=$SECONDS
-log() { printf '[env-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-on_err() {
-    local rc=$? line=$1 cmd=$2
-    log "ERROR: command failed (exit ${rc}) at ${BASH_SOURCE[1]:-$0}:${line}: ${cmd}"
-    exit "${rc}"
-}
-trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
 
-# step NAME CMD... : run CMD, print its duration
-step() {
-    local name=$1 t0=$SECONDS
-    shift
-    log "==> ${name}"
-    "$@"
-    log "<== ${name}: done in $((SECONDS - t0))s"
-}
-
-TMP_PATHS=()
 ROOTFS_WORK=""
+# besides lib.sh's TMP_PATHS: the rootfs work directory and its mounts
 on_exit() {
     cleanup_rootfs
-    if [ ${#TMP_PATHS[@]} -gt 0 ]; then rm -rf -- "${TMP_PATHS[@]}"; fi
+    remove_tmp_paths
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
-[ "$(id -u)" = 0 ] || die "must run as root"
+need_root
 
 # --- 1. host packages ---------------------------------------------------------
-pkg_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
-apt_lists_present() {
-    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null
-}
-
 install_host_packages() {
-    local missing=() p
-    for p in ${HOST_APT_PACKAGES}; do
-        pkg_installed "$p" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        log "all present: ${HOST_APT_PACKAGES}"
-        return 0
-    fi
-    log "installing: ${missing[*]}"
-    # keep the docker.io postinst from trying to start a service (no systemd
-    # here; dockerd is started below)
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        TMP_PATHS+=(/usr/sbin/policy-rc.d)
-    fi
-    apt_lists_present || apt-get update -q
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-    fi
+    # shellcheck disable=SC2086  # a list of names
+    apt_install ${HOST_APT_PACKAGES}
+    [ -n "${APT_INSTALLED}" ] || return 0
     command -v dockerd >/dev/null || die "dockerd still missing after installing docker.io"
     command -v debootstrap >/dev/null || die "debootstrap still missing"
 }
@@ -201,12 +152,8 @@ ensure_swarm() {
     [ "${state}" = active ] || die "swarm is '${state}', expected 'active'"
 }
 
-# --- 4. stand-in images -------------------------------------------------------
-image_key() {
-    docker image inspect -f "{{ index .Config.Labels \"${KEY_LABEL}\" }}" "$1" 2>/dev/null || true
-}
-image_id() { docker image inspect -f '{{.Id}}' "$1"; }
-sha() { sha256sum | cut -c1-16; }
+# --- 4. stand-in images (image_key, image_id, sha, standin_cached,
+# docker_build_standin: scripts/lib.sh) -----------------------------------------
 
 # Extra CA certificates of this host (a TLS-inspecting egress proxy signs
 # pypi/npm traffic). Prefer the locally added certs; fall back to the bundle.
@@ -260,10 +207,7 @@ build_rootfs_image() {
     mirror="$(debian_mirror main)"
     secmirror="$(debian_mirror security)"
     key="$(printf '%s\n' "rev=${ROOTFS_REV}" "${DEBIAN_SUITE}" "${ROOTFS_PACKAGES}" | sha)"
-    if [ "$(image_key "${ROOTFS_TAG}")" = "${key}" ]; then
-        log "${ROOTFS_TAG} cached (key ${key})"
-        return 0
-    fi
+    standin_cached "${ROOTFS_TAG}" "${key}" && return 0
     log "building ${ROOTFS_TAG} (mirror ${mirror}, security ${secmirror})"
 
     ROOTFS_WORK="$(mktemp -d /var/tmp/jhswarm-rootfs.XXXXXX)"
@@ -335,25 +279,16 @@ EOF
     cleanup_rootfs
 }
 
-# Drop superseded (now untagged) stand-in images so rebuilds don't pile up.
-prune_old_standins() {
-    docker image prune -f --filter "label=${KEY_LABEL}" >/dev/null || true
-}
-
-# docker_build_standin TAG KEY DOCKERFILE CONTEXT_DIR [--build-arg ...]
-docker_build_standin() {
-    local tag=$1 key=$2 dockerfile=$3 ctx=$4
-    shift 4
-    local logf
-    logf="$(mktemp /tmp/jhswarm-build.XXXXXX.log)"
-    if ! DOCKER_BUILDKIT=0 docker build --pull=false --rm --force-rm \
-        -f "${dockerfile}" --label "${KEY_LABEL}=${key}" -t "${tag}" "$@" "${ctx}" \
-        >"${logf}" 2>&1; then
-        tail -n 60 "${logf}" >&2
-        die "docker build of ${tag} failed (full log: ${logf})"
-    fi
-    rm -f "${logf}"
-    prune_old_standins
+# new_context NAME DOCKERFILE [FILE...]: a fresh build context in ${CTX}
+# (also removed at exit): DOCKERFILE as its Dockerfile, each FILE by its name
+CTX=""
+new_context() {
+    local name=$1 dockerfile=$2 f
+    shift 2
+    CTX="$(mktemp -d "/tmp/jhswarm-${name}.XXXXXX")"
+    TMP_PATHS+=("${CTX}")
+    cp "${dockerfile}" "${CTX}/Dockerfile"
+    for f in "$@"; do cp "$f" "${CTX}/$(basename "$f")"; done
 }
 
 verify_hub_image() {
@@ -381,7 +316,7 @@ verify_hub_image() {
 }
 
 build_hub_image() {
-    local key ctx f
+    local key f
     key="$(
         {
             echo "${JUPYTERHUB_VERSION} ${CHP_VERSION}"
@@ -390,25 +325,21 @@ build_hub_image() {
             host_ca_files | while read -r f; do cat "$f"; done
         } | sha
     )"
-    if [ "$(image_key "${HUB_TAG}")" = "${key}" ]; then
-        log "${HUB_TAG} cached (key ${key})"
+    if standin_cached "${HUB_TAG}" "${key}"; then
         [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_hub_image
         return 0
     fi
     log "building ${HUB_TAG}"
-    ctx="$(mktemp -d /tmp/jhswarm-hubctx.XXXXXX)"
-    TMP_PATHS+=("${ctx}")
-    mkdir "${ctx}/host-ca"
+    new_context hubctx "${STANDIN_DIR}/jupyterhub.Dockerfile" "${STANDIN_DIR}/chp-docker-entrypoint"
+    mkdir "${CTX}/host-ca"
     host_ca_files | while read -r f; do
-        cp "$f" "${ctx}/host-ca/$(basename "${f%.crt}").crt"
+        cp "$f" "${CTX}/host-ca/$(basename "${f%.crt}").crt"
     done
-    cp "${STANDIN_DIR}/jupyterhub.Dockerfile" "${ctx}/Dockerfile"
-    cp "${STANDIN_DIR}/chp-docker-entrypoint" "${ctx}/chp-docker-entrypoint"
-    docker_build_standin "${HUB_TAG}" "${key}" "${ctx}/Dockerfile" "${ctx}" \
+    docker_build_standin "${HUB_TAG}" "${key}" "${CTX}/Dockerfile" "${CTX}" \
         --build-arg "ROOTFS_IMAGE=${ROOTFS_TAG}" \
         --build-arg "JUPYTERHUB_VERSION=${JUPYTERHUB_VERSION}" \
         --build-arg "CHP_VERSION=${CHP_VERSION}"
-    rm -rf "${ctx}"
+    rm -rf "${CTX}"
     verify_hub_image
 }
 
@@ -438,7 +369,7 @@ verify_nb_image() {
 }
 
 build_nb_image() {
-    local key ctx
+    local key
     key="$(
         {
             echo "${JUPYTERHUB_VERSION} ${JUPYTERLAB_VERSION} ${IPYKERNEL_VERSION}"
@@ -446,22 +377,18 @@ build_nb_image() {
             cat "${STANDIN_DIR}/notebook.Dockerfile" "${STANDIN_DIR}/start-singleuser.sh"
         } | sha
     )"
-    if [ "$(image_key "${NB_TAG}")" = "${key}" ]; then
-        log "${NB_TAG} cached (key ${key})"
+    if standin_cached "${NB_TAG}" "${key}"; then
         [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_nb_image
         return 0
     fi
     log "building ${NB_TAG}"
-    ctx="$(mktemp -d /tmp/jhswarm-nbctx.XXXXXX)"
-    TMP_PATHS+=("${ctx}")
-    cp "${STANDIN_DIR}/notebook.Dockerfile" "${ctx}/Dockerfile"
-    cp "${STANDIN_DIR}/start-singleuser.sh" "${ctx}/start-singleuser.sh"
-    docker_build_standin "${NB_TAG}" "${key}" "${ctx}/Dockerfile" "${ctx}" \
+    new_context nbctx "${STANDIN_DIR}/notebook.Dockerfile" "${STANDIN_DIR}/start-singleuser.sh"
+    docker_build_standin "${NB_TAG}" "${key}" "${CTX}/Dockerfile" "${CTX}" \
         --build-arg "BASE_IMAGE=${HUB_TAG}" \
         --build-arg "JUPYTERHUB_VERSION=${JUPYTERHUB_VERSION}" \
         --build-arg "JUPYTERLAB_VERSION=${JUPYTERLAB_VERSION}" \
         --build-arg "IPYKERNEL_VERSION=${IPYKERNEL_VERSION}"
-    rm -rf "${ctx}"
+    rm -rf "${CTX}"
     verify_nb_image
 }
 

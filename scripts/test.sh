@@ -13,10 +13,10 @@
 # Example: bash scripts/test.sh -k persistence
 set -Eeuo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=test.sh
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # log, REPO_ROOT
 cd "${REPO_ROOT}"
-
-log() { printf '[test.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 t0=$SECONDS
 bash scripts/env-up.sh
@@ -40,10 +40,8 @@ if [ "$(cat "${stamp}" 2>/dev/null || true)" != "${want}" ]; then
 fi
 log "setup done in $((SECONDS - t0))s"
 
-set +e
-"${VENV}/bin/python" -m pytest tests -v "$@"
-rc=$?
-set -e
+rc=0
+"${VENV}/bin/python" -m pytest tests -v "$@" || rc=$? # (no ERR trap: the status is handled here)
 if [ "${rc}" -eq 5 ]; then
     log "pytest collected no tests: failing"
     exit 1

@@ -1,0 +1,148 @@
+# shellcheck shell=bash disable=SC2034  # the variables are for the scripts that source it
+# Helpers shared by the scripts in scripts/ (env-up.sh, db-up.sh, browser-up.sh,
+# cluster.sh, test.sh), sourced right after their `set -Eeuo pipefail`; never
+# run on its own. It holds:
+#   - the repository's paths, and the stand-in image tags and pinned versions
+#     that several scripts name
+#   - logging and errors: log, die, need_root, the ERR trap (on_err: file:line
+#     and command), the `step` timer
+#   - temporary paths removed at exit (TMP_PATHS)
+#   - apt: pkg_installed, apt_lists_present, apt_install
+#   - cached stand-in image builds: an image carries a label ${KEY_LABEL}
+#     with a hash of its inputs and is rebuilt only when missing or when that
+#     hash changed
+# A script sets LOG_TAG (its log prefix, e.g. LOG_TAG=env-up) before
+# sourcing this file; the default is the script's name without ".sh".
+# Sourcing it prints nothing: it only defines these and sets the ERR and EXIT
+# traps.
+
+# --- paths ----------------------------------------------------------------------
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STANDIN_DIR="${REPO_ROOT}/tests/standin"
+
+# --- stand-in images and pinned versions (a bump changes the tag and/or the
+# cache key; env-up.sh builds these, db-up.sh builds on them) -----------------
+DEBIAN_SUITE=bookworm
+JUPYTERHUB_VERSION=5.5.4
+ROOTFS_TAG="jhswarm-standin/rootfs:${DEBIAN_SUITE}-py"
+HUB_TAG="jhswarm-standin/jupyterhub:${JUPYTERHUB_VERSION}"
+NB_TAG="jhswarm-standin/notebook:${JUPYTERHUB_VERSION}"
+KEY_LABEL="org.jhswarm.standin.key"
+
+# --- logging / errors --------------------------------------------------------
+LOG_TAG="${LOG_TAG:-$(basename "$0" .sh)}"
+log() { printf '[%s %s] %s\n' "${LOG_TAG}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+
+# the failing command's file (a script, or this file) and line
+on_err() {
+    local rc=$? line=$1 cmd=$2
+    log "ERROR: command failed (exit ${rc}) at ${BASH_SOURCE[1]:-$0}:${line}: ${cmd}"
+    exit "${rc}"
+}
+trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
+
+now_ms() { date +%s%3N; }
+fmt_ms() { printf '%d.%02ds' $(($1 / 1000)) $((($1 % 1000) / 10)); }
+# step NAME CMD... : run CMD, print its duration: "done in 3s" (whole
+# seconds), or "0.42s" when the script sets STEP_MS=1 (cluster.sh: its steps
+# take well under a second)
+step() {
+    local name=$1 t0=$SECONDS t0_ms
+    shift
+    t0_ms=$(now_ms)
+    log "==> ${name}"
+    "$@"
+    if [ "${STEP_MS:-0}" = 1 ]; then
+        log "<== ${name}: $(fmt_ms $(($(now_ms) - t0_ms)))"
+    else
+        log "<== ${name}: done in $((SECONDS - t0))s"
+    fi
+}
+
+# --- temporary paths: removed when the script exits, however it exits
+# (a script with more to clean up sets its own EXIT trap and calls
+# remove_tmp_paths from it) -----------------------------------------------------
+TMP_PATHS=()
+remove_tmp_paths() {
+    if [ ${#TMP_PATHS[@]} -gt 0 ]; then rm -rf -- "${TMP_PATHS[@]}"; fi
+}
+trap remove_tmp_paths EXIT
+
+# --- apt --------------------------------------------------------------------------
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+apt_lists_present() {
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null
+}
+
+# apt_install PKG... : install those of PKG... that are missing; sets
+# APT_INSTALLED to what it installed (empty when all were present), for the
+# caller's checks afterwards
+APT_INSTALLED=""
+apt_install() {
+    local missing=() p
+    APT_INSTALLED=""
+    for p in "$@"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "all present: $*"
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    # no service starts from maintainer scripts (no systemd here; e.g. the
+    # docker.io postinst would try to): the scripts start what they need
+    # themselves (env-up.sh: dockerd; db-up.sh: the databases)
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        TMP_PATHS+=(/usr/sbin/policy-rc.d)
+    fi
+    apt_lists_present || apt-get update -q
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+        log "apt-get install failed; running apt-get update and retrying"
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    APT_INSTALLED="${missing[*]}"
+}
+
+# --- cached stand-in images (the script defines `docker`) ----------------------
+image_key() {
+    docker image inspect -f "{{ index .Config.Labels \"${KEY_LABEL}\" }}" "$1" 2>/dev/null || true
+}
+image_id() { docker image inspect -f '{{.Id}}' "$1"; }
+# the cache key of the inputs on stdin
+sha() { sha256sum | cut -c1-16; }
+
+# standin_cached TAG KEY: does TAG exist with the key KEY? (then says so)
+standin_cached() {
+    [ "$(image_key "$1")" = "$2" ] || return 1
+    log "$1 cached (key $2)"
+}
+
+# Drop superseded (now untagged) stand-in images so rebuilds don't pile up.
+prune_old_standins() {
+    docker image prune -f --filter "label=${KEY_LABEL}" >/dev/null || true
+}
+
+# docker_build_standin TAG KEY DOCKERFILE CONTEXT_DIR [--build-arg ...]:
+# classic build, labelled with KEY
+docker_build_standin() {
+    local tag=$1 key=$2 dockerfile=$3 ctx=$4
+    shift 4
+    local logf
+    logf="$(mktemp /tmp/jhswarm-build.XXXXXX.log)"
+    if ! DOCKER_BUILDKIT=0 docker build --pull=false --rm --force-rm \
+        -f "${dockerfile}" --label "${KEY_LABEL}=${key}" -t "${tag}" "$@" "${ctx}" \
+        >"${logf}" 2>&1; then
+        tail -n 60 "${logf}" >&2
+        die "docker build of ${tag} failed (full log: ${logf})"
+    fi
+    rm -f "${logf}"
+    prune_old_standins
+}
