@@ -755,11 +755,26 @@ class SwarmProxy(ConfigurableHTTPProxy):
         With internal TLS and an external proxy: the directory, shared with
         the proxy's service, that the hub writes the proxy's TLS files to.""")
     proxy_wait = Integer(60, config=True, help="""
-        Seconds the hub waits at start-up for an external proxy's API to
-        answer before it gives up.""")
+        Seconds the hub waits for an external proxy's API to answer (at
+        start-up, and while the proxy restarts) before it gives up.""")
+    check_routes_interval = Integer(2, config=True, help="""
+        With an external proxy: seconds between looks at its routing table.
+        A proxy that restarted has no routes: the hub's and every ready
+        server's are added again, and only what differs is written.
+        JupyterHub itself checks only every last_activity_interval (5
+        minutes). 0: that check alone.""")
+
+    _route_watch = None  # the task of watch_routes
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if not self.should_start and self.check_routes_interval:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # built outside a running hub (tests)
+                loop = None
+            if loop is not None:
+                self._route_watch = loop.create_task(self.watch_routes())
         if self.app.internal_ssl and not self.should_start:
             files = proxy_cert_files(self.app.internal_proxy_certs,
                                      self.app.internal_trust_bundles)
@@ -770,6 +785,28 @@ class SwarmProxy(ConfigurableHTTPProxy):
                 self.log.warning(
                     "%s is not mounted: give the external proxy these files yourself: %s",
                     self.certs_dir, ", ".join(f"{n} <- {src}" for n, (src, _) in files.items()))
+
+    async def watch_routes(self):
+        """Once the hub has started (as JupyterHub's own route check waits
+        for), look at the proxy's routes every check_routes_interval seconds
+        and put back what is missing: check_routes writes only differences."""
+        await self.app._start_future
+        failing = False
+        while True:
+            await asyncio.sleep(self.check_routes_interval)
+            try:
+                routes = await self.get_all_routes()
+                await self.check_routes(self.app.users, self.app._service_map, routes)
+            except Exception as e:
+                if not failing:  # once per outage, not every interval
+                    self.log.warning("Cannot check the proxy's routes at %s: %s",
+                                     self.api_url, e)
+                failing = True
+            else:
+                if failing:
+                    self.log.info("The proxy at %s answers again; routes checked",
+                                  self.api_url)
+                failing = False
 
     async def get_all_routes(self, client=None):
         """The hub's first request to an external proxy, at start-up: wait
