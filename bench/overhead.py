@@ -32,7 +32,7 @@ reports the server ready, then probe (as the spawn page waits for "ready"
 before it redirects), so probes of servers that are not routed yet do not
 load the hub. Probe interval: 0.1 s (single), 0.25 s (burst, restart).
 
-Everything runs with the e2e engine lock held (tests/e2e/conftest.py:
+Everything runs with the e2e engine lock held (tests/e2e/deploy.py:
 hold_engine_lock); the stack is the e2e harness's (jhe2e), removed at the
 end. The project image is built first, outside the lock, from the working
 tree as jupyterhub-swarm:bench (--no-build: use --project-image as is).
@@ -294,10 +294,10 @@ class Bench:
         import docker
         import requests
 
-        from tests.e2e import conftest, swarm
+        from tests.e2e import deploy, swarm
 
         self.args = args
-        self.conftest, self.swarm = conftest, swarm
+        self.e2e, self.swarm = deploy, swarm
         self.api = docker.from_env(timeout=120).api
         self.requests = requests
         self.token = None
@@ -331,13 +331,13 @@ class Bench:
         for item in self.args.set:
             k, v = item.split("=", 1)
             env[k] = v
-        self.deployment = self.conftest.deploy(**env)
+        self.deployment = self.e2e.deploy(**env)
         self.base = self.deployment.base_url
         admin = self.deployment.client()
-        result = admin.login(self.conftest.ADMIN, PASSWORD)
+        result = admin.login(self.e2e.ADMIN, PASSWORD)
         if not result.ok:
             raise SystemExit(f"admin login failed: {result}")
-        r = admin.api("POST", f"/users/{self.conftest.ADMIN}/tokens",
+        r = admin.api("POST", f"/users/{self.e2e.ADMIN}/tokens",
                       json={"note": "bench/overhead.py", "expires_in": 86400})
         r.raise_for_status()
         self.token = r.json()["token"]
@@ -580,14 +580,7 @@ class Bench:
         self.wait_services_gone([service(n) for n in names])
 
     def wait_services_gone(self, services):
-        def gone():
-            left = set(self.swarm.service_names("jupyter-")) & set(services)
-            if left:
-                return False
-            owners = {s for _, s in self.swarm.containers()}
-            return not (owners & set(services))
-
-        self.swarm.wait_for(gone, 180, f"{len(services)} services and containers to go", 0.5)
+        self.e2e.wait_services_gone(services, 180)
         time.sleep(1)  # let the engine settle before the next measurement
 
     def hub_logs(self):
@@ -767,7 +760,7 @@ def measure_login(b, args):
         client.get("/hub/login").raise_for_status()
         t0 = time.monotonic()
         r = client.session.post(client.url("/hub/login"), allow_redirects=False, timeout=30,
-                                data={"username": b.conftest.ADMIN, "password": PASSWORD,
+                                data={"username": b.e2e.ADMIN, "password": PASSWORD,
                                       "_xsrf": client.hub_xsrf()})
         took = time.monotonic() - t0
         if r.status_code not in (302, 303):
@@ -809,11 +802,11 @@ def main(argv=None):
         results["image"] = image_sizes(args.project_image, args.base_image)
     engine = [m for m in args.only if m != "image"]
     if engine:
-        from tests.e2e import conftest
+        from tests.e2e import deploy
 
         log("taking the e2e engine lock (another session may hold it)")
         t0 = time.monotonic()
-        conftest.hold_engine_lock()
+        deploy.hold_engine_lock()
         log(f"  got it after {time.monotonic() - t0:.0f}s")
         b = Bench(args)
         started = time.monotonic()

@@ -39,8 +39,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.e2e import deploy as e2e, swarm  # noqa: E402  the harness's lock and cleanup
+
 CASES = ("unplaceable", "missing-image", "bad-mount", "platform")
-LOCK_FILE = "/run/jhswarm-e2e.lock"
 PREFIX = "jhbench"
 NETWORK = "jhbench_network"
 MISSING_IMAGE = "jhswarm-missing/image:none"
@@ -71,7 +73,7 @@ def parse_args(argv):
     p.add_argument("--image", default=None,
                    help=f"a notebook image present on this node (default: {STANDIN_NOTEBOOK} "
                    f"if present, else {PRODUCT_NOTEBOOK})")
-    p.add_argument("--no-lock", action="store_true", help=f"do not take {LOCK_FILE}")
+    p.add_argument("--no-lock", action="store_true", help=f"do not take {e2e.LOCK_FILE}")
     p.add_argument("--only", choices=("stock", "ours"), default=None,
                    help="measure one spawner only")
     args = p.parse_args(argv)
@@ -112,21 +114,6 @@ def case_env(case, image):
     elif case == "platform":
         env["SPAWNER_PLATFORM"] = "s390x:linux"
     return env
-
-
-def load_project_config(env):
-    """The Config jupyterhub_config.py builds from `env` (os.environ is
-    exactly `env` while it loads, as in the hub's container)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        return PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT)).load_config()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def stock_config(case, env, timeout):
@@ -204,12 +191,10 @@ async def timed_spawn(spawner):
 
 
 def docker_cli(*args, check=True):
-    import subprocess
-
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"docker {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc
+    try:
+        return swarm.docker(*args, check=check, timeout=120)
+    except swarm.DockerError as e:
+        raise SystemExit(str(e).strip())
 
 
 def service_exists(name):
@@ -217,17 +202,7 @@ def service_exists(name):
 
 
 def remove_leftovers():
-    names = docker_cli("service", "ls", "--format", "{{.Name}}").stdout.split()
-    for name in names:
-        if name.startswith(PREFIX + "-"):
-            docker_cli("service", "rm", name, check=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        owners = docker_cli("ps", "-a", "--filter", "label=com.docker.swarm.service.name",
-                            "--format", '{{.Label "com.docker.swarm.service.name"}}').stdout.split()
-        if not [o for o in owners if o.startswith(PREFIX + "-")]:
-            break
-        time.sleep(0.5)
+    e2e.remove_services(PREFIX + "-", timeout=60, check=False)
 
 
 def prepare(image):
@@ -246,22 +221,15 @@ def prepare(image):
 
 
 def teardown():
-    remove_leftovers()
-    for _ in range(30):
-        if docker_cli("network", "rm", NETWORK, check=False).returncode == 0:
-            break
-        if NETWORK not in docker_cli("network", "ls", "--format", "{{.Name}}").stdout.split():
-            break
-        time.sleep(1)
-    vols = docker_cli("volume", "ls", "-q").stdout.split()
-    for v in vols:
-        if v.startswith(PREFIX + "-"):
-            docker_cli("volume", "rm", v, check=False)
+    e2e.remove_by_prefix(PREFIX + "-", network=NETWORK, timeout=60)
 
 
 def measure(args, image):
     import asyncio
     import logging
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import load_config  # the test suite's loader of jupyterhub_config.py
 
     logging.basicConfig(level=logging.WARNING)
     # dockerspawner's "Service ... not found" from the hub's clean-up poll,
@@ -282,7 +250,7 @@ def measure(args, image):
                 if kind == "stock":
                     cfg = stock_config(case, env, args.stock_timeout)
                 else:
-                    cfg = load_project_config(env)
+                    cfg = load_config(env)
                     cfg.SwarmUserSpawner.prefix = PREFIX
                 spawner = make_spawner(cfg, f"{kind}-{case}")
                 took, error, service = asyncio.run(timed_spawn(spawner))
@@ -330,19 +298,14 @@ def table(args, results):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    sys.path.insert(0, str(ROOT))
     image = args.image
     if image is None:
         image = STANDIN_NOTEBOOK if docker_cli(
             "image", "inspect", STANDIN_NOTEBOOK, check=False).returncode == 0 else PRODUCT_NOTEBOOK
-    lock = None
     if not args.no_lock:
-        import fcntl
-
-        lock = open(LOCK_FILE, "w")
         t0 = time.monotonic()
-        print(f"taking {LOCK_FILE} (an e2e session may hold it)...", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        print(f"taking {e2e.LOCK_FILE} (an e2e session may hold it)...", flush=True)
+        e2e.hold_engine_lock()
         print(f"  got it after {time.monotonic() - t0:.0f}s", flush=True)
     try:
         prepare(image)
@@ -354,8 +317,7 @@ def main(argv=None):
         print(table(args, results))
     finally:
         teardown()
-        if lock:
-            lock.close()
+        e2e.release_engine_lock()
     return 0
 
 

@@ -7,6 +7,8 @@ with the settings below (`hub` fixture), shared by all e2e modules: every
 test uses its own user names, so tests do not see each other's servers.
 Teardown removes the stack, every `jupyter-*` service the hub created, the
 network, the stack's data volume and the `jupyterhub-user-*` volumes.
+The fixtures and hooks are here; the engine lock, deploy() and Deployment
+are in deploy.py (bench/ uses them too).
 
     These tests remove ALL `jupyter-*` services and `jupyterhub-user-*`
     volumes of the local engine: run them on a test machine only.
@@ -22,30 +24,24 @@ Environment:
 """
 
 import os
-import secrets
 import subprocess
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import pytest
-import requests
 
-from . import swarm
-from .hubclient import HubClient
-from .swarm import ROOT, log, wait_for
+# deploy.py is the harness's deployment machinery, a plain module shared with
+# bench/: its asserts report like this file's
+pytest.register_assert_rewrite(f"{__package__}.deploy")
 
-USE_REAL = os.environ.get("JHSWARM_USE_REAL_IMAGES") == "1"
-PROJECT_IMAGE = "jupyterhub-swarm:e2e"
-if USE_REAL:
-    BASE_IMAGE = None  # the Dockerfile's default
-    PROXY_IMAGE = None  # the compose file's default
-    NOTEBOOK_IMAGE = os.environ.get("JHSWARM_E2E_NOTEBOOK_IMAGE") or ""
-else:
-    BASE_IMAGE = "jhswarm-standin/jupyterhub:5.5.4"
-    PROXY_IMAGE = "jhswarm-standin/jupyterhub:5.5.4"  # has configurable-http-proxy
-    NOTEBOOK_IMAGE = "jhswarm-standin/notebook:5.5.4"
-PRODUCT_DEFAULT_NOTEBOOK = "jupyter/base-notebook:notebook-6.5.4"
+from . import swarm  # noqa: E402
+from .deploy import (  # noqa: E402
+    ADMIN, BASE_IMAGE, NOTEBOOK_IMAGE, PHASES, PRODUCT_DEFAULT_NOTEBOOK, PROJECT_IMAGE,
+    USE_REAL, Deployment, deploy, hold_engine_lock, phase,
+)
+# the tests import these from here too
+from .deploy import PROXY_IMAGE, check_interpolation  # noqa: E402,F401
+from .swarm import ROOT, log  # noqa: E402
+
 # Second and third names of the notebook image, for the suffix rules.
 GPU_IMAGE = "jhswarm-standin/notebook:gpu"
 BASE_RULE_IMAGE = "jhswarm-standin/notebook:base"
@@ -54,7 +50,6 @@ GPU_LABEL = ("calculation_type", "gpu")
 OWN_LABEL_MARKER = "org.jhswarm.e2e.added-calculation_type"
 
 PASSWORD = "e2e-Secret-pass"
-ADMIN = "admin"  # AUTH_ADMIN_USER's default
 
 # The one configuration all e2e modules share.
 SPAWN_CMD = ["start-singleuser.sh", "--ServerApp.custom_display_url=http://e2e.invalid/a b"]
@@ -79,23 +74,7 @@ SETTINGS = {
 }
 
 
-# -- phase timing ---------------------------------------------------------------
-
-PHASES = []
-
-
-@contextmanager
-def phase(name):
-    """Time a phase of a test; printed now and in the summary at the end."""
-    t0 = time.monotonic()
-    log(f"--> {name}")
-    try:
-        yield
-    finally:
-        took = time.monotonic() - t0
-        PHASES.append((name, took))
-        log(f"<-- {name}: {took:.1f}s")
-
+# -- observations and phase durations (deploy.phase) ------------------------------
 
 OBSERVATIONS = []
 
@@ -136,7 +115,7 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(("hub logs", f"could not read: {e}"))
 
 
-# -- environment and deployment ------------------------------------------------
+# -- environment and the shared deployment ------------------------------------
 
 
 def _run(cmd, what, timeout, env=None):
@@ -154,27 +133,6 @@ def _run(cmd, what, timeout, env=None):
         )
     log(f"{what}: done in {time.monotonic() - t0:.1f}s")
     return proc
-
-
-LOCK_FILE = "/run/jhswarm-e2e.lock"
-_lock = None  # the open lock file while this process holds the lock
-
-
-def hold_engine_lock():
-    """One e2e session per engine at a time: the stack, the network name and
-    the per-user service names are fixed, and cleanup removes them all.
-    Taken once per process (by the e2e_lock fixture or the first deploy())
-    and held until the process ends."""
-    global _lock
-    if _lock is not None:
-        return
-    import fcntl
-    lock = open(LOCK_FILE, "w")
-    t0 = time.monotonic()
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if time.monotonic() - t0 > 1:
-        log(f"waited {time.monotonic() - t0:.0f}s for another e2e session")
-    _lock = lock
 
 
 @pytest.fixture(scope="session")
@@ -207,106 +165,6 @@ def e2e_env(e2e_lock):
     if os.environ.get("JHSWARM_E2E_KEEP") != "1":
         for tag in (GPU_IMAGE, BASE_RULE_IMAGE):
             swarm.docker("image", "rm", tag, check=False)
-
-
-@dataclass
-class Deployment:
-    """A deployed stack: where it answers and what it was deployed with."""
-
-    port: int
-    env: dict
-    deployed_at: float = field(default_factory=time.monotonic)
-    tls_ca: str = None  # with HUB_SSL_*: the CA file that signed the proxy's cert
-    # where the proxy's host-mode port answers (swarm.target() changes it)
-    address: str = field(default_factory=lambda: swarm.PUBLIC_ADDRESS)
-
-    current = None  # the Deployment now running, for the failure hook
-
-    @property
-    def base_url(self):
-        scheme = "https" if self.tls_ca else "http"
-        return f"{scheme}://{self.address}:{self.port}"
-
-    def client(self, name=None):
-        client = HubClient(self.base_url, name)
-        if self.tls_ca:
-            # requests lets REQUESTS_CA_BUNDLE from the environment override
-            # a session's verify: ignore the environment for this browser
-            client.session.trust_env = False
-            client.session.verify = self.tls_ca
-        return client
-
-    def health(self):
-        try:
-            r = requests.get(self.base_url + "/hub/health", timeout=5,
-                             verify=self.tls_ca or True)
-        except requests.RequestException:
-            return False
-        return r.status_code == 200
-
-    def wait_healthy(self, timeout=180):
-        t0 = time.monotonic()
-
-        def healthy():
-            if self.health():
-                return True
-            failed = [
-                t for t in swarm.service_tasks(swarm.HUB_SERVICE)
-                if t["Status"]["State"] in ("failed", "rejected")
-            ]
-            if len(failed) >= 2:
-                raise AssertionError(
-                    f"the hub failed {len(failed)} times: "
-                    f"{[t['Status'].get('Err') for t in failed]}"
-                )
-            return False
-
-        wait_for(healthy, timeout, f"{self.base_url}/hub/health through the proxy", 1)
-        return time.monotonic() - t0
-
-
-def deploy(tls_ca=None, **overrides):
-    """Deploy the stack from scratch with the e2e defaults plus `overrides`
-    (None removes a variable); wait until /hub/health answers through the
-    proxy (over HTTPS, trusting `tls_ca`, when given). Returns the Deployment."""
-    if swarm.HOST is None:  # the local engine; tests/e2e_cluster locks its own
-        hold_engine_lock()
-    swarm.cleanup()
-    port = swarm.free_port(18000)
-    env = {
-        "JUPYTERHUB_IMAGE": PROJECT_IMAGE,
-        "PROXY_IMAGE": PROXY_IMAGE,
-        "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
-        "PUBLIC_PORT": port,
-        "SPAWNER_NOTEBOOK_IMAGE": NOTEBOOK_IMAGE or None,
-    }
-    env.update(overrides)
-    env = {k: v for k, v in env.items() if v is not None}
-    with phase("docker stack deploy"):
-        swarm.stack_deploy(env)
-    check_interpolation(env)
-    d = Deployment(port, env, tls_ca=tls_ca)
-    Deployment.current = d
-    with phase("hub healthy through the proxy"):
-        try:
-            d.wait_healthy()
-        except AssertionError:
-            log("hub logs:\n" + swarm.hub_logs(100))
-            raise
-    return d
-
-
-def check_interpolation(env):
-    """The services got exactly the values we deployed with: the compose
-    file's ${VAR...} expressions must pass them through unchanged."""
-    for service in (swarm.HUB_SERVICE, swarm.PROXY_SERVICE):
-        spec = swarm.service_inspect(service)["Spec"]["TaskTemplate"]["ContainerSpec"]
-        got = dict(item.split("=", 1) for item in spec.get("Env") or [])
-        wrong = {
-            k: (got[k], str(v)) for k, v in env.items() if k in got and got[k] != str(v)
-        }
-        assert not wrong, f"{service}: compose interpolation changed (got, sent): {wrong}"
-    assert "CONFIGPROXY_AUTH_TOKEN" in got
 
 
 @pytest.fixture(scope="session")

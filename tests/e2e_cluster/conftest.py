@@ -33,7 +33,6 @@ Environment:
   JHSWARM_CLUSTER_KEEP=1     leave the cluster and the stack running
 """
 
-import fcntl
 import os
 import threading
 import time
@@ -42,6 +41,7 @@ import pytest
 
 from e2e import conftest as e2e
 from e2e import swarm
+from e2e.deploy import file_lock
 from e2e.hubclient import HubError
 from e2e.swarm import log, wait_for
 
@@ -134,11 +134,7 @@ def pytest_runtest_makereport(item, call):
 def cluster():
     """A running 3-node swarm with the images loaded; down after the last
     test of this directory."""
-    with open(LOCK_FILE, "w") as lock:  # one cluster session at a time
-        t0 = time.monotonic()
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if time.monotonic() - t0 > 1:
-            log(f"waited {time.monotonic() - t0:.0f}s for another cluster session")
+    with file_lock(LOCK_FILE, "cluster session"):  # one cluster session at a time
         try:
             yield _bring_up()
         finally:
