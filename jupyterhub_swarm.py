@@ -24,7 +24,9 @@ import re
 import secrets
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import unquote
 
 from dockerspawner import SwarmSpawner
@@ -33,6 +35,7 @@ from docker.types import DriverConfig, Mount, NetworkAttachmentConfig, SecretRef
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.handlers import SignUpHandler
 from nativeauthenticator.orm import UserInfo
 from tornado import web
@@ -859,6 +862,32 @@ class RuledSignUpHandler(SignUpHandler):
         return alert, message
 
 
+class CheckedLoginHandler(NativeLoginHandler):
+    """NativeAuthenticator's login page, checking the password once.
+
+    NativeAuthenticator's own post() hashes a wrong password a second time
+    to tell "not approved yet" from "wrong password", and times the login
+    with handler.statsd; here authenticate() notes what it found on the
+    handler, and post() reads that."""
+
+    password_valid = False  # set by SwarmNativeAuthenticator.authenticate
+    account_pending = False
+
+    async def post(self):
+        data = {arg: self.get_argument(arg, strip=False) for arg in self.request.arguments}
+        user = await self.login_user(data)
+        if user:
+            # register current user for subsequent requests to user
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+        username = data.get("username", "")
+        error = "Invalid username or password."
+        if self.password_valid and self.account_pending:
+            error = f"User {username} has not been authorized by an administrator yet."
+        self.finish(await self._render(login_error=error, username=username))
+
+
 class SwarmNativeAuthenticator(NativeAuthenticator):
     """NativeAuthenticator whose admin accounts can be set up at start-up
     (admin_password), so nobody can claim an admin name by signing up."""
@@ -879,8 +908,48 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
                         "signs up first as %r becomes admin. Set AUTH_ADMIN_PASSWORD or "
                         "AUTH_ADMIN_PASSWORD_FILE to create it at start-up.", name, name)
 
+    # bcrypt takes about 0.25 s of CPU per password: off the event loop, in
+    # threads (bcrypt releases the GIL), so a burst of logins does not stall
+    # every other request of the hub.
+    _hashing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                  thread_name_prefix="bcrypt")
+
+    async def authenticate(self, handler, data):
+        """NativeAuthenticator's check, hashing the password once and in a
+        thread, and not at all for a name that is locked out."""
+        username = self.normalize_username(data["username"])
+        user = self.get_user(username)
+        if not user:
+            return None
+        if self.allowed_failed_logins and self.is_blocked(username):
+            return None
+        loop = asyncio.get_running_loop()
+        valid = await loop.run_in_executor(self._hashing, user.is_valid_password,
+                                           data["password"])
+        if isinstance(handler, CheckedLoginHandler):
+            handler.password_valid, handler.account_pending = valid, not user.is_authorized
+        checks = [user.is_authorized, valid]
+        if user.has_2fa:
+            checks.append(user.is_valid_token(data.get("2fa")))
+        if all(checks):
+            self.successful_login(username)
+            return username
+        self.add_login_attempt(username)
+        return None
+
+    def can_try_to_login_again(self, username):
+        """NativeAuthenticator compares timedelta.seconds, which drops whole
+        days: a lock-out of a day or more never ended, and a lock from a day
+        ago could still hold. Compare the whole time elapsed."""
+        attempts = self.login_attempts.get(username)
+        if not attempts:
+            return True
+        elapsed = (datetime.now() - attempts["time"]).total_seconds()
+        return elapsed > self.seconds_before_next_try
+
     def get_handlers(self, app):
-        return [(path, RuledSignUpHandler if handler is SignUpHandler else handler)
+        replaced = {SignUpHandler: RuledSignUpHandler, NativeLoginHandler: CheckedLoginHandler}
+        return [(path, replaced.get(handler, handler))
                 for path, handler in super().get_handlers(app)]
 
     def bootstrap_admins(self, password):
