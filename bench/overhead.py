@@ -20,6 +20,12 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            through the proxy; servers lost (must be 0).
   image    the project image's size minus its base image's size.
   login    NativeAuthenticator logins (POST /hub/login, bcrypt): median, p95.
+  flood    --flood N logins at once (N fresh sessions POSTing the admin's
+           password together): logins per second, and the latency of
+           `GET /hub/health` polled every 0.02 s meanwhile, against its
+           latency with the hub idle in the same deployment. With
+           --compare-image, the same on a second deployment of that image
+           (e.g. the code before a change), in the same run.
 
 Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
 token, so both kinds of server check the token with the hub the same way.
@@ -57,7 +63,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURES = ("single", "burst", "restart", "image", "login")
+MEASURES = ("single", "burst", "restart", "image", "login", "flood")
 BENCH_IMAGE = "jupyterhub-swarm:bench"
 STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
 PASSWORD = "bench-Secret-pass"
@@ -140,8 +146,13 @@ def parse_args(argv):
                    help="repetitions of burst and restart, each side (default: %(default)s)")
     p.add_argument("--logins", type=int, default=20,
                    help="logins timed (default: %(default)s)")
-    p.add_argument("--only", default=",".join(MEASURES),
-                   help=f"comma-separated, from {', '.join(MEASURES)} (default: all); "
+    p.add_argument("--flood", default="10,50",
+                   help="comma-separated numbers of logins at once (default: %(default)s)")
+    p.add_argument("--compare-image", default=None, metavar="TAG",
+                   help="flood: also measure a deployment of this hub image (built "
+                   "beforehand, e.g. from an older commit), in the same run")
+    p.add_argument("--only", default=",".join(m for m in MEASURES if m != "flood"),
+                   help=f"comma-separated, from {', '.join(MEASURES)} (default: all but flood); "
                    "restart needs burst")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 repetition, bursts of 2, 3 logins")
@@ -165,6 +176,11 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.burst, args.burst_reps, args.logins = 1, 2, 1, 3
+        args.flood = "3"
+    try:
+        args.flood = [int(n) for n in args.flood.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"--flood {args.flood!r}: expected numbers separated by ','")
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(args.only) - set(MEASURES))
     if unknown:
@@ -248,6 +264,15 @@ def table(results):
     if login:
         rows.append(f"| login (NativeAuthenticator, bcrypt), {len(login)} logins "
                     f"| median {_s(median(login), 3)}, p95 {_s(p95(login), 3)} | - | - | - |")
+    for key, label in (("flood", "this image"), ("flood_compare", "--compare-image")):
+        flood = results.get(key)
+        for f in (flood or {}).get("floods", []):
+            idle = max(flood["idle"])
+            rows.append(f"| {f['n']} logins at once ({label}): slowest `/hub/health` "
+                        f"| {_s(f['health_max'], 3)} (p95 {_s(f['health_p95'], 3)}), "
+                        f"{f['n'] / f['seconds']:.1f} logins/s, {f['failed']} failed "
+                        f"| idle {_s(idle, 3)} | {_x(ratio(f['health_max'], idle))} "
+                        f"| ≤ 0.25 s, 0 failed |")
     lines = rows + [""]
     if single:
         lines.append(f"- single, hub: {_runs(single['hub'])}; raw: {_runs(single['raw'])}")
@@ -770,6 +795,65 @@ def measure_login(b, args):
     return times
 
 
+def health_latencies(b, stop, interval=0.02):
+    """GET /hub/health through the proxy until `stop` is set: each one's
+    seconds (a failed request counts with the time it took)."""
+    session = b.requests.Session()
+    session.trust_env = False
+    out = []
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            session.get(b.base + "/hub/health", timeout=30)
+        except b.requests.RequestException:
+            pass
+        out.append(time.monotonic() - t0)
+        time.sleep(interval)
+    return out
+
+
+def measure_flood(b, args):
+    def polled(work):
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as one:
+            latencies = one.submit(health_latencies, b, stop)
+            try:
+                result = work()
+            finally:
+                stop.set()
+            return result, latencies.result()
+
+    _, idle = polled(lambda: time.sleep(3))
+    floods = []
+    for n in args.flood:
+        clients = [b.deployment.client() for _ in range(n)]
+        for client in clients:
+            client.get("/hub/login").raise_for_status()
+        together = threading.Barrier(n)
+
+        def login(client):
+            together.wait()
+            r = client.session.post(client.url("/hub/login"), allow_redirects=False,
+                                    timeout=120, data={"username": b.e2e.ADMIN,
+                                                       "password": PASSWORD,
+                                                       "_xsrf": client.hub_xsrf()})
+            return r.status_code
+
+        def flood():
+            with ThreadPoolExecutor(n) as pool:
+                t0 = time.monotonic()
+                codes = list(pool.map(login, clients))
+                return codes, time.monotonic() - t0
+
+        (codes, took), latencies = polled(flood)
+        failed = sum(1 for c in codes if c not in (302, 303))
+        floods.append({"n": n, "seconds": took, "failed": failed,
+                       "health_max": max(latencies), "health_p95": p95(latencies)})
+        log(f"flood of {n}: {took:.2f}s, {failed} failed, /hub/health max "
+            f"{max(latencies):.3f}s (idle max {max(idle):.3f}s)")
+    return {"idle": idle, "floods": floods}
+
+
 def image_sizes(project, base):
     def size(image):
         out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image],
@@ -823,6 +907,14 @@ def main(argv=None):
                     results["restart"] = restart
             if "login" in engine:
                 results["login"] = measure_login(b, args)
+            if "flood" in engine:
+                results["flood"] = measure_flood(b, args)
+                if args.compare_image:
+                    log(f"redeploying with {args.compare_image} for the comparison")
+                    b.swarm.cleanup()
+                    b.args.project_image = args.compare_image
+                    b.deploy()
+                    results["flood_compare"] = measure_flood(b, args)
         finally:
             log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
             try:
