@@ -72,3 +72,12 @@ def test_a_lock_out_of_a_day_ends():
     login(auth, "wrong")
     auth.login_attempts["admin"]["time"] = datetime.now() - timedelta(minutes=30)
     assert auth.is_blocked("admin")
+
+
+def test_the_login_page_is_the_checked_handler():
+    from jupyterhub_swarm import CheckedLoginHandler, RuledSignUpHandler
+
+    handlers = dict(authenticator().get_handlers(None))
+    assert handlers["/login"] is CheckedLoginHandler
+    assert handlers["/signup"] is RuledSignUpHandler
+    assert "statsd" not in CheckedLoginHandler.post.__code__.co_names
