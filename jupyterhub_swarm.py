@@ -26,12 +26,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import unquote
 
 from dockerspawner import SwarmSpawner
 from docker.errors import APIError, NotFound
-from docker.types import DriverConfig, Mount, NetworkAttachmentConfig, SecretReference
+from docker.types import (DriverConfig, Mount, NetworkAttachmentConfig, RestartPolicy,
+                          SecretReference)
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
@@ -437,9 +438,15 @@ class SwarmUserSpawner(SwarmSpawner):
         if self._ssl_secrets:
             container_spec["secrets"] = list(self._ssl_secrets)
         self.extra_container_spec = container_spec
+        # A server that exits or dies stays ended: swarm would start a new
+        # task at a new address (the hub still routing to the old one),
+        # maybe on another node with another, empty local volume. The hub's
+        # poll then sees the task ended and the user starts afresh.
+        task_spec = {"restart_policy": RestartPolicy(condition="none")}
         if self._ssl_name:
-            self.extra_task_spec = {"networks": [
-                NetworkAttachmentConfig(self.network_name, aliases=[self._ssl_name])]}
+            task_spec["networks"] = [
+                NetworkAttachmentConfig(self.network_name, aliases=[self._ssl_name])]
+        self.extra_task_spec = task_spec
         self._events = []
         await self._make_user_directory()
         ip, port = await super().start()
@@ -563,6 +570,20 @@ class SwarmUserSpawner(SwarmSpawner):
             if self._spawn_future is not None and self._spawn_future.done():
                 return
             await asyncio.sleep(0.25)
+
+    async def poll(self):
+        """dockerspawner's poll. A server whose task ended (it exited or
+        died: swarm does not restart it) has its service and secrets
+        removed here, as JupyterHub calls stop() only for servers that poll
+        says still run."""
+        status = await super().poll()
+        if status is not None and status != 0:  # 0: no service
+            ended = last_ended(await self._tasks())
+            if ended:
+                self.log.info("The server %s ended (%s: %s): removing its service",
+                              self.service_name, ended["State"], self.scrub(task_reason(ended)))
+                await self._remove_service()
+        return status
 
     async def _tasks(self):
         return await self.docker("tasks", filters={"service": self.service_name})

@@ -57,6 +57,8 @@ def test_default_user_service():
     assert env_of(spec)["CHOWN_EXTRA"] == "/home/jovyan/work/persistence"
     # the hub connects to the task's own address, not the service name
     assert address == ("10.0.9.7", 8888)
+    # a server that exits or dies is not restarted behind the hub's back
+    assert spec["task_template"]["RestartPolicy"]["Condition"] == "none"
 
 
 def test_settings_reach_the_service():
