@@ -35,6 +35,7 @@ import json
 import secrets
 import sqlite3
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -42,7 +43,7 @@ import pytest
 from . import dbservers, swarm
 from .conftest import (
     NOTEBOOK_IMAGE, PASSWORD, PROJECT_IMAGE, PROXY_IMAGE, SETTINGS, USE_REAL, Deployment,
-    check_interpolation, deploy, phase,
+    check_interpolation, deploy, observe, phase,
 )
 from .hubclient import start_and_wait
 from .swarm import log, wait_for
@@ -339,6 +340,48 @@ def test_unusable_database_stops_hub(dbs):
             if not at_once:
                 # it waited for a database that may still be starting
                 assert runtime >= 28, f"{what}: gave up after {runtime:.0f}s, before the 30s wait"
+
+
+def test_hub_comes_up_once_a_late_database_is_there(dbs):
+    """A database not ready at the first deploy: PostgreSQL answers, but the
+    hub's role does not exist yet (as while a database container still
+    initialises), so every hub start ends at once with "password
+    authentication failed". Swarm used to give up after three such starts
+    (max_attempts: 3); once the role and the database exist, a later
+    restart of the hub must find them, without a redeploy."""
+    role, password, db = "jh_late", "late-Pass-4711", "jh_e2e_late"
+
+    def psql(*sql):
+        args = ["runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1"]
+        for statement in sql:
+            args += ["-c", statement]
+        dbservers._run(args)
+
+    psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{role}"')
+    swarm.cleanup()
+    url = f"postgresql://{role}:{password}@{dbs.gateway}:5432/{db}"
+    d = stack_deploy(stack_env(HUB_DB_URL=url))
+
+    def failures():
+        return [t for t in swarm.service_tasks(swarm.HUB_SERVICE)
+                if t["Status"]["State"] in ("failed", "rejected")]
+
+    with phase("databases: the hub fails while its database role is missing"):
+        wait_for(lambda: len(failures()) >= 3, 180, "three failed hub tasks", interval=1)
+        time.sleep(30)  # past the old policy's last attempt
+        log(f"{len(failures())} failed hub tasks so far")
+    with phase("databases: the role and database appear; the hub comes up by itself"):
+        psql(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'",
+             f'CREATE DATABASE "{db}" OWNER "{role}"')
+        t0 = time.monotonic()
+        wait_for(d.health, 120, "the hub healthy after its database appeared", interval=1)
+        observe(f"a database not ready at the first deploy: the hub served "
+                f"{time.monotonic() - t0:.0f}s after it was, after {len(failures())} failed starts")
+        admin = d.client()
+        assert "successful" in admin.signup(ADMIN, PASSWORD)
+        assert_no_secrets(swarm.hub_logs(5000), dbs, password)
+    swarm.cleanup()
+    psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{role}"')
 
 
 # -- 4: upgrade from the original image's generation ----------------------------------
