@@ -332,26 +332,27 @@ def parse_constraints(text):
     return tuple(parse_constraint(item) for item in split_list(text, ","))
 
 
-def parse_preferences(text):
-    """'spread:node.labels.zone' -> (('spread', 'node.labels.zone'),)."""
+def colon_pairs(text, what, expected, left_ok=bool):
+    """'a:b, c:d' -> [('a', 'b'), ('c', 'd')]; ValueError for an item that is
+    not two non-empty parts around ':' (or whose left part left_ok refuses)."""
     result = []
     for item in split_list(text, ","):
-        strategy, sep, descriptor = (part.strip() for part in item.partition(":"))
-        if not sep or strategy.lower() != "spread" or not descriptor:
-            raise ValueError(f"bad preference {item!r}, expected spread:<label>")
-        result.append(("spread", label_key(descriptor)))
-    return tuple(result)
+        left, sep, right = (part.strip() for part in item.partition(":"))
+        if not sep or not left_ok(left) or not right:
+            raise ValueError(f"bad {what} {item!r}, expected {expected}")
+        result.append((left, right))
+    return result
+
+
+def parse_preferences(text):
+    """'spread:node.labels.zone' -> (('spread', 'node.labels.zone'),)."""
+    pairs = colon_pairs(text, "preference", "spread:<label>", lambda s: s.lower() == "spread")
+    return tuple(("spread", label_key(descriptor)) for _, descriptor in pairs)
 
 
 def parse_platforms(text):
     """'amd64:linux' -> (('amd64', 'linux'),)."""
-    result = []
-    for item in split_list(text, ","):
-        arch, sep, os_name = (part.strip() for part in item.partition(":"))
-        if not sep or not arch or not os_name:
-            raise ValueError(f"bad platform {item!r}, expected arch:os")
-        result.append((arch, os_name))
-    return tuple(result)
+    return tuple(colon_pairs(text, "platform", "arch:os"))
 
 
 _SUFFIX = re.compile(r"[A-Za-z0-9_.]+")
