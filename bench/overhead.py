@@ -778,18 +778,30 @@ def measure_burst_and_restart(b, args, with_restart):
     return burst, (restart if with_restart else None)
 
 
+def login_page(b):
+    """A fresh session that has loaded /hub/login (for its XSRF cookie)."""
+    client = b.deployment.client()
+    client.get("/hub/login").raise_for_status()
+    return client
+
+
+def post_login(b, client, timeout):
+    """POST the admin's name and password as the login form does: the status."""
+    return client.session.post(client.url("/hub/login"), allow_redirects=False,
+                               timeout=timeout, data={"username": b.e2e.ADMIN,
+                                                      "password": PASSWORD,
+                                                      "_xsrf": client.hub_xsrf()}).status_code
+
+
 def measure_login(b, args):
     times = []
     for _ in range(args.logins):
-        client = b.deployment.client()
-        client.get("/hub/login").raise_for_status()
+        client = login_page(b)
         t0 = time.monotonic()
-        r = client.session.post(client.url("/hub/login"), allow_redirects=False, timeout=30,
-                                data={"username": b.e2e.ADMIN, "password": PASSWORD,
-                                      "_xsrf": client.hub_xsrf()})
+        status = post_login(b, client, 30)
         took = time.monotonic() - t0
-        if r.status_code not in (302, 303):
-            raise SystemExit(f"login failed: HTTP {r.status_code}")
+        if status not in (302, 303):
+            raise SystemExit(f"login failed: HTTP {status}")
         times.append(took)
     log(f"logins: median {median(times):.3f}s p95 {p95(times):.3f}s")
     return times
@@ -826,18 +838,12 @@ def measure_flood(b, args):
     _, idle = polled(lambda: time.sleep(3))
     floods = []
     for n in args.flood:
-        clients = [b.deployment.client() for _ in range(n)]
-        for client in clients:
-            client.get("/hub/login").raise_for_status()
+        clients = [login_page(b) for _ in range(n)]
         together = threading.Barrier(n)
 
         def login(client):
             together.wait()
-            r = client.session.post(client.url("/hub/login"), allow_redirects=False,
-                                    timeout=120, data={"username": b.e2e.ADMIN,
-                                                       "password": PASSWORD,
-                                                       "_xsrf": client.hub_xsrf()})
-            return r.status_code
+            return post_login(b, client, 120)
 
         def flood():
             with ThreadPoolExecutor(n) as pool:
