@@ -2,7 +2,7 @@
 # native authenticator, the database drivers, jupyterhub_config.py and the
 # jupyterhub_swarm.py module beside it.
 # Build with another base (a mirror, a local stand-in) via --build-arg BASE_IMAGE=...
-ARG BASE_IMAGE=quay.io/jupyterhub/jupyterhub:5.5.4
+ARG BASE_IMAGE=quay.io/jupyterhub/jupyterhub:6.1.1
 FROM ${BASE_IMAGE}
 
 COPY requirements.txt /tmp/requirements.txt

@@ -832,7 +832,7 @@ class SwarmProxy(ConfigurableHTTPProxy):
                                   self.api_url)
                 failing = False
 
-    async def get_all_routes(self, client=None):
+    async def get_all_routes(self):
         """The hub's first request to an external proxy, at start-up: wait
         for the proxy's API to listen (the proxy starts after its TLS files
         are written, or simply later than the hub) rather than exit."""
@@ -840,8 +840,11 @@ class SwarmProxy(ConfigurableHTTPProxy):
         waiting = False
         while True:
             try:
-                return await super().get_all_routes(client)
-            except OSError as e:  # refused, or the name is not there yet
+                return await super().get_all_routes()
+            # refused, or the name is not there yet (JupyterHub retries a
+            # refused request for 30 s itself, then raises TimeoutError, an
+            # OSError too)
+            except OSError as e:
                 if self.should_start or time.monotonic() > deadline:
                     raise
                 if not waiting:

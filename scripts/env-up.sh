@@ -7,9 +7,12 @@
 #   3. single-node swarm (docker swarm init --advertise-addr 127.0.0.1)
 #   4. local stand-in images (no container registry is reachable here):
 #        jhswarm-standin/rootfs:bookworm-py   debootstrap'ed bookworm + python/node
-#        jhswarm-standin/jupyterhub:5.5.4     for quay.io/jupyterhub/jupyterhub
+#        jhswarm-standin/jupyterhub:6.1.1     for quay.io/jupyterhub/jupyterhub
 #                                             (and the proxy image: has CHP)
-#        jhswarm-standin/notebook:5.5.4       for a docker-stacks base-notebook
+#        jhswarm-standin/notebook:6.1.1       for a docker-stacks base-notebook
+#        jhswarm-standin/jupyterhub:5.5.4     the previous generation's base
+#        jhswarm-standin/notebook:4.0.2,      user images with older
+#          jhswarm-standin/notebook:5.5.4     jupyterhub-singleuser releases
 #      Each image carries a label with a hash of its inputs (versions,
 #      Dockerfile, host CA certs, parent image id); it is rebuilt only when
 #      missing or when that hash changed.
@@ -291,105 +294,118 @@ new_context() {
     for f in "$@"; do cp "$f" "${CTX}/$(basename "$f")"; done
 }
 
+# verify_hub_image TAG VERSION
 verify_hub_image() {
-    local out tmp
-    out="$(docker run --rm "${HUB_TAG}" jupyterhub --version)"
-    [ "$(printf '%s' "${out}" | tail -n1)" = "${JUPYTERHUB_VERSION}" ] ||
-        die "${HUB_TAG}: jupyterhub --version printed '${out}'"
+    local tag=$1 version=$2 out tmp
+    out="$(docker run --rm "${tag}" jupyterhub --version)"
+    [ "$(printf '%s' "${out}" | tail -n1)" = "${version}" ] ||
+        die "${tag}: jupyterhub --version printed '${out}'"
     out="$(docker run --rm --user 65534 --entrypoint /srv/configurable-http-proxy/chp-docker-entrypoint \
-        "${HUB_TAG}" --version)"
+        "${tag}" --version)"
     [ "$(printf '%s' "${out}" | tail -n1)" = "${CHP_VERSION}" ] ||
-        die "${HUB_TAG}: configurable-http-proxy --version printed '${out}'"
+        die "${tag}: configurable-http-proxy --version printed '${out}'"
     # pip install in a later classic `docker build` FROM the stand-in must work
     tmp="$(mktemp -d /tmp/jhswarm-verify.XXXXXX)"
     TMP_PATHS+=("${tmp}")
     printf 'FROM %s\nRUN pip install --no-cache-dir six==1.16.0 && python3 -c "import six; print(six.__version__)"\n' \
-        "${HUB_TAG}" >"${tmp}/Dockerfile"
+        "${tag}" >"${tmp}/Dockerfile"
     if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm -t jhswarm-standin/verify-pip:tmp "${tmp}" \
         >"${tmp}/build.log" 2>&1; then
         tail -n 40 "${tmp}/build.log" >&2
-        die "pip install inside a docker build FROM ${HUB_TAG} failed"
+        die "pip install inside a docker build FROM ${tag} failed"
     fi
     docker image rm jhswarm-standin/verify-pip:tmp >/dev/null
     rm -rf "${tmp}"
-    log "${HUB_TAG}: jupyterhub ${JUPYTERHUB_VERSION}, configurable-http-proxy ${CHP_VERSION}, pip-in-docker-build OK"
+    log "${tag}: jupyterhub ${version}, configurable-http-proxy ${CHP_VERSION}, pip-in-docker-build OK"
 }
 
+# build_hub_image VERSION: jhswarm-standin/jupyterhub:VERSION
 build_hub_image() {
-    local key f
+    local version=$1 tag="jhswarm-standin/jupyterhub:$1" key f
     key="$(
         {
-            echo "${JUPYTERHUB_VERSION} ${CHP_VERSION}"
+            echo "${version} ${CHP_VERSION}"
             image_id "${ROOTFS_TAG}"
             cat "${STANDIN_DIR}/jupyterhub.Dockerfile" "${STANDIN_DIR}/chp-docker-entrypoint"
             host_ca_files | while read -r f; do cat "$f"; done
         } | sha
     )"
-    if standin_cached "${HUB_TAG}" "${key}"; then
-        [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_hub_image
+    if standin_cached "${tag}" "${key}"; then
+        [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_hub_image "${tag}" "${version}"
         return 0
     fi
-    log "building ${HUB_TAG}"
+    log "building ${tag}"
     new_context hubctx "${STANDIN_DIR}/jupyterhub.Dockerfile" "${STANDIN_DIR}/chp-docker-entrypoint"
     mkdir "${CTX}/host-ca"
     host_ca_files | while read -r f; do
         cp "$f" "${CTX}/host-ca/$(basename "${f%.crt}").crt"
     done
-    docker_build_standin "${HUB_TAG}" "${key}" "${CTX}/Dockerfile" "${CTX}" \
+    docker_build_standin "${tag}" "${key}" "${CTX}/Dockerfile" "${CTX}" \
         --build-arg "ROOTFS_IMAGE=${ROOTFS_TAG}" \
-        --build-arg "JUPYTERHUB_VERSION=${JUPYTERHUB_VERSION}" \
+        --build-arg "JUPYTERHUB_VERSION=${version}" \
         --build-arg "CHP_VERSION=${CHP_VERSION}"
     rm -rf "${CTX}"
-    verify_hub_image
+    verify_hub_image "${tag}" "${version}"
 }
 
+# verify_nb_image TAG SINGLEUSER_VERSION
 verify_nb_image() {
-    local out version
-    version="$(docker run --rm "${NB_TAG}" jupyterhub-singleuser --version | tail -n1)"
-    [ "${version}" = "${JUPYTERHUB_VERSION}" ] ||
-        die "${NB_TAG}: jupyterhub-singleuser --version printed '${version}'"
-    docker run --rm "${NB_TAG}" python3 -c 'import jupyterlab, ipykernel' ||
-        die "${NB_TAG}: cannot import jupyterlab/ipykernel"
-    out="$(docker run --rm "${NB_TAG}" sh -c 'id -u; id -g; pwd; command -v start-singleuser.sh')"
+    local tag=$1 want=$2 out version
+    version="$(docker run --rm "${tag}" jupyterhub-singleuser --version | tail -n1)"
+    [ "${version}" = "${want}" ] ||
+        die "${tag}: jupyterhub-singleuser --version printed '${version}'"
+    docker run --rm "${tag}" python3 -c 'import jupyterlab, ipykernel' ||
+        die "${tag}: cannot import jupyterlab/ipykernel"
+    out="$(docker run --rm "${tag}" sh -c 'id -u; id -g; pwd; command -v start-singleuser.sh')"
     [ "$(printf '%s\n' "${out}" | tr '\n' ' ')" = "1000 100 /home/jovyan/work /usr/local/bin/start-singleuser.sh " ] ||
-        die "${NB_TAG}: unexpected user/workdir: ${out}"
+        die "${tag}: unexpected user/workdir: ${out}"
     # as root: CHOWN_EXTRA paths are created + chowned, then it drops to
     # jovyan (a fake jupyterhub-singleuser earlier on PATH reports who runs it)
     out="$(docker run --rm --user root -e CHOWN_EXTRA=/srv/x1,/srv/x2/y \
         -e PATH=/tmp/fake:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
-        --entrypoint /bin/sh "${NB_TAG}" -c '
+        --entrypoint /bin/sh "${tag}" -c '
             mkdir -p /tmp/fake
             printf "#!/bin/sh\necho \$(id -u):\$(id -g) \$HOME \$*\n" >/tmp/fake/jupyterhub-singleuser
             chmod 755 /tmp/fake/jupyterhub-singleuser
             start-singleuser.sh --foo 2>/dev/null
             stat -c %u:%g /srv/x1 /srv/x2/y' | tr '\n' ' ')"
     [ "${out}" = "1000:100 /home/jovyan --foo 1000:100 1000:100 " ] ||
-        die "${NB_TAG}: start-singleuser.sh as root misbehaved: '${out}'"
-    log "${NB_TAG}: jupyterhub-singleuser ${version}, jupyterlab+ipykernel import OK, user 1000:100"
+        die "${tag}: start-singleuser.sh as root misbehaved: '${out}'"
+    log "${tag}: jupyterhub-singleuser ${version}, jupyterlab+ipykernel import OK, user 1000:100"
 }
 
+# build_nb_image SINGLEUSER_VERSION JUPYTERLAB_VERSION BASE_TAG:
+# jhswarm-standin/notebook:SINGLEUSER_VERSION, FROM a hub stand-in (which
+# trusts the host CA for pip)
 build_nb_image() {
-    local key
+    local version=$1 lab=$2 base=$3 tag="jhswarm-standin/notebook:$1" key
     key="$(
         {
-            echo "${JUPYTERHUB_VERSION} ${JUPYTERLAB_VERSION} ${IPYKERNEL_VERSION}"
-            image_id "${HUB_TAG}"
+            echo "${version} ${lab} ${IPYKERNEL_VERSION}"
+            image_id "${base}"
             cat "${STANDIN_DIR}/notebook.Dockerfile" "${STANDIN_DIR}/start-singleuser.sh"
         } | sha
     )"
-    if standin_cached "${NB_TAG}" "${key}"; then
-        [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_nb_image
+    if standin_cached "${tag}" "${key}"; then
+        [ "${JHSWARM_VERIFY:-0}" = 1 ] && verify_nb_image "${tag}" "${version}"
         return 0
     fi
-    log "building ${NB_TAG}"
+    log "building ${tag}"
     new_context nbctx "${STANDIN_DIR}/notebook.Dockerfile" "${STANDIN_DIR}/start-singleuser.sh"
-    docker_build_standin "${NB_TAG}" "${key}" "${CTX}/Dockerfile" "${CTX}" \
-        --build-arg "BASE_IMAGE=${HUB_TAG}" \
-        --build-arg "JUPYTERHUB_VERSION=${JUPYTERHUB_VERSION}" \
-        --build-arg "JUPYTERLAB_VERSION=${JUPYTERLAB_VERSION}" \
+    docker_build_standin "${tag}" "${key}" "${CTX}/Dockerfile" "${CTX}" \
+        --build-arg "BASE_IMAGE=${base}" \
+        --build-arg "JUPYTERHUB_VERSION=${version}" \
+        --build-arg "JUPYTERLAB_VERSION=${lab}" \
         --build-arg "IPYKERNEL_VERSION=${IPYKERNEL_VERSION}"
     rm -rf "${CTX}"
-    verify_nb_image
+    verify_nb_image "${tag}" "${version}"
+}
+
+build_extra_notebooks() {
+    local pair
+    for pair in ${EXTRA_NOTEBOOKS}; do
+        build_nb_image "${pair%%:*}" "${pair#*:}" "${PREVIOUS_HUB_TAG}"
+    done
 }
 
 # --- main ----------------------------------------------------------------------
@@ -400,7 +416,9 @@ if [ "${JHSWARM_USE_REAL_IMAGES:-0}" = 1 ]; then
     log "JHSWARM_USE_REAL_IMAGES=1: not building stand-in images (tests use real, pulled images)"
 else
     step "stand-in image ${ROOTFS_TAG}" build_rootfs_image
-    step "stand-in image ${HUB_TAG}" build_hub_image
-    step "stand-in image ${NB_TAG}" build_nb_image
+    step "stand-in image ${HUB_TAG}" build_hub_image "${JUPYTERHUB_VERSION}"
+    step "stand-in image ${NB_TAG}" build_nb_image "${JUPYTERHUB_VERSION}" "${JUPYTERLAB_VERSION}" "${HUB_TAG}"
+    step "stand-in image ${PREVIOUS_HUB_TAG}" build_hub_image "${PREVIOUS_HUB_VERSION}"
+    step "stand-in images of older jupyterhub-singleuser releases" build_extra_notebooks
 fi
 log "environment ready in $((SECONDS - T_START))s (docker client: ${DOCKER}, $(docker version --format 'engine {{.Server.Version}}' 2>/dev/null || echo 'engine ?'))"

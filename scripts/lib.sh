@@ -23,10 +23,18 @@ STANDIN_DIR="${REPO_ROOT}/tests/standin"
 # --- stand-in images and pinned versions (a bump changes the tag and/or the
 # cache key; env-up.sh builds these, db-up.sh builds on them) -----------------
 DEBIAN_SUITE=bookworm
-JUPYTERHUB_VERSION=5.5.4
+JUPYTERHUB_VERSION=6.1.1
 ROOTFS_TAG="jhswarm-standin/rootfs:${DEBIAN_SUITE}-py"
 HUB_TAG="jhswarm-standin/jupyterhub:${JUPYTERHUB_VERSION}"
 NB_TAG="jhswarm-standin/notebook:${JUPYTERHUB_VERSION}"
+# the previous generation of this project's image (JupyterHub 5.5.4), whose
+# databases and running servers the upgrade tests take over
+PREVIOUS_HUB_VERSION=5.5.4
+PREVIOUS_HUB_TAG="jhswarm-standin/jupyterhub:${PREVIOUS_HUB_VERSION}"
+# further user images: the single-user server of the spec's default image
+# (jupyter/base-notebook:notebook-6.5.4 has jupyterhub-singleuser 4.0) and of
+# the previous generation; "singleuser-version:jupyterlab-version"
+EXTRA_NOTEBOOKS="4.0.2:4.0.2 5.5.4:4.3.8"
 KEY_LABEL="org.jhswarm.standin.key"
 
 # --- logging / errors --------------------------------------------------------

@@ -27,10 +27,19 @@ if USE_REAL:
     PROXY_IMAGE = None  # the compose file's default
     NOTEBOOK_IMAGE = os.environ.get("JHSWARM_E2E_NOTEBOOK_IMAGE") or ""
 else:
-    BASE_IMAGE = "jhswarm-standin/jupyterhub:5.5.4"
-    PROXY_IMAGE = "jhswarm-standin/jupyterhub:5.5.4"  # has configurable-http-proxy
-    NOTEBOOK_IMAGE = "jhswarm-standin/notebook:5.5.4"
+    BASE_IMAGE = "jhswarm-standin/jupyterhub:6.1.1"
+    PROXY_IMAGE = "jhswarm-standin/jupyterhub:6.1.1"  # has configurable-http-proxy
+    NOTEBOOK_IMAGE = "jhswarm-standin/notebook:6.1.1"
 PRODUCT_DEFAULT_NOTEBOOK = "jupyter/base-notebook:notebook-6.5.4"
+# user images by jupyterhub-singleuser release: 4.0 as in the spec's default
+# image, 5.5 as in images made for JupyterHub 5, 6.1 as current ones
+# (stand-ins: scripts/env-up.sh; real: the spec's default for 4.0 only)
+if USE_REAL:
+    SINGLEUSER_IMAGES = {"4.0": PRODUCT_DEFAULT_NOTEBOOK}
+else:
+    SINGLEUSER_IMAGES = {"4.0": "jhswarm-standin/notebook:4.0.2",
+                         "5.5": "jhswarm-standin/notebook:5.5.4",
+                         "6.1": "jhswarm-standin/notebook:6.1.1"}
 
 ADMIN = "admin"  # AUTH_ADMIN_USER's default
 

@@ -221,6 +221,7 @@ def test_the_hub_waits_for_an_external_proxy_that_is_not_listening_yet():
         def do_GET(self):
             body = json.dumps({"/": {"target": "http://hub:8001", "jupyterhub": True}}).encode()
             self.send_response(200)
+            self.send_header("Content-Type", "application/json")  # as CHP does
             self.end_headers()
             self.wfile.write(body)
 
