@@ -19,12 +19,14 @@
 #        jhswarm-standin/postgres:15     stand-in for the official postgres
 #                                        image (docker-compose.postgres.yml)
 #        jhswarm-test/jupyterhub-old:4.0.2  JupyterHub 4.0.2 + NativeAuthenticator
-#                                        1.2.0: the original image's generation,
-#                                        to make databases to upgrade
+#                                        1.2.0: the original image's generation
+#        jhswarm-test/jupyterhub-old:5.5.4  JupyterHub 5.5.4 + NativeAuthenticator
+#                                        1.3.0: this project's previous image's
+#                                        (both make databases to upgrade)
 #
 # Environment: JHSWARM_USE_REAL_IMAGES=1 skips the postgres stand-in (the
-# tests then pull postgres:16) and builds the old hub on the real
-# quay.io/jupyterhub/jupyterhub:4.0.2.
+# tests then pull postgres:16) and builds the old hubs on the real
+# quay.io/jupyterhub/jupyterhub:4.0.2 and :5.5.4.
 set -Eeuo pipefail
 
 LOG_TAG=db-up
@@ -36,9 +38,13 @@ PG_VERSION=15
 PG_CLUSTER=main
 DB_NAME=jupyterhub
 DB_USER=jupyterhub
-# (ROOTFS_TAG and HUB_TAG, the stand-ins env-up.sh builds: scripts/lib.sh)
+# (ROOTFS_TAG and PREVIOUS_HUB_TAG, stand-ins env-up.sh builds: scripts/lib.sh)
 PG_IMAGE_TAG="jhswarm-standin/postgres:15"
-OLD_HUB_TAG="jhswarm-test/jupyterhub-old:4.0.2"
+# the earlier hub generations: version and pip pins
+OLD_HUBS=(
+    "4.0.2|jupyterhub==4.0.2 jupyterhub-nativeauthenticator==1.2.0 SQLAlchemy==2.0.19 alembic==1.11.1 tornado==6.3.2 psycopg2-binary==2.9.6 PyMySQL==1.1.0"
+    "5.5.4|jupyterhub==5.5.4 jupyterhub-nativeauthenticator==1.3.0 psycopg2-binary==2.9.13 pymysql==1.2.4"
+)
 MARK="# jhswarm db-up.sh"
 
 export DEBIAN_FRONTEND=noninteractive
@@ -207,27 +213,44 @@ SQL
 # --- 5. images (image_key, image_id, sha, standin_cached, docker_build_standin:
 # scripts/lib.sh) ----------------------------------------------------------------
 
-# build_cached TAG BASE DOCKERFILE_DIR: classic build, skipped if the key matches
+# build_cached TAG BASE DOCKERFILE_DIR [BUILD_ARG...]: classic build, skipped
+# if the key (base image, files, build args) matches
 build_cached() {
     local tag=$1 base=$2 dir=$3 key
+    shift 3
     if ! docker image inspect "${base}" >/dev/null 2>&1; then
         [ "${JHSWARM_USE_REAL_IMAGES:-0}" = 1 ] || die "${base} missing: run scripts/env-up.sh first"
         docker pull -q "${base}" >/dev/null
     fi
-    key="$({ image_id "${base}"; cat "${dir}"/*; } | sha)"
+    key="$({ image_id "${base}"; cat "${dir}"/*; printf '%s\n' "$@"; } | sha)"
     standin_cached "${tag}" "${key}" && return 0
     log "building ${tag} FROM ${base}"
-    docker_build_standin "${tag}" "${key}" "${dir}/Dockerfile" "${dir}" --build-arg "BASE_IMAGE=${base}"
+    local args=() a
+    for a in "$@"; do args+=(--build-arg "${a}"); done
+    docker_build_standin "${tag}" "${key}" "${dir}/Dockerfile" "${dir}" --build-arg "BASE_IMAGE=${base}" "${args[@]}"
+}
+
+build_old_hubs() {
+    local entry version packages base
+    for entry in "${OLD_HUBS[@]}"; do
+        version="${entry%%|*}" packages="${entry#*|}"
+        if [ "${JHSWARM_USE_REAL_IMAGES:-0}" = 1 ]; then
+            base="quay.io/jupyterhub/jupyterhub:${version}"
+        else
+            base="${PREVIOUS_HUB_TAG}"
+        fi
+        build_cached "jhswarm-test/jupyterhub-old:${version}" "${base}" "${STANDIN_DIR}/jupyterhub-old" \
+            "VERSION=${version}" "PACKAGES=${packages}"
+    done
 }
 
 build_images() {
     if [ "${JHSWARM_USE_REAL_IMAGES:-0}" = 1 ]; then
         log "JHSWARM_USE_REAL_IMAGES=1: no postgres stand-in (the tests use postgres:16)"
-        build_cached "${OLD_HUB_TAG}" quay.io/jupyterhub/jupyterhub:4.0.2 "${STANDIN_DIR}/jupyterhub-4.0.2"
     else
         build_cached "${PG_IMAGE_TAG}" "${ROOTFS_TAG}" "${STANDIN_DIR}/postgres"
-        build_cached "${OLD_HUB_TAG}" "${HUB_TAG}" "${STANDIN_DIR}/jupyterhub-4.0.2"
     fi
+    build_old_hubs
 }
 
 step "packages (postgresql, mariadb-server)" install_packages

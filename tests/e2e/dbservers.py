@@ -5,9 +5,10 @@ listening on localhost and on the host's docker_gwbridge address, with a user
 `jupyterhub` whose passwords it keeps in /var/lib/jhswarm/db.env. The hub,
 a swarm service, reaches them at that address. Here: the URLs, resetting and
 reading databases (as the servers' superusers, over their local sockets),
-the SQLite file on the stack's volume, and databases made by the original
-image's generation (JupyterHub 4.0.2 + NativeAuthenticator 1.2.0, the image
-db-up.sh builds).
+the SQLite file on the stack's volume, and databases made by earlier hub
+generations (JupyterHub 4.0.2 + NativeAuthenticator 1.2.0, the original
+image's; JupyterHub 5.5.4 + NativeAuthenticator 1.3.0, this project's previous
+image's: images db-up.sh builds).
 """
 
 import json
@@ -21,7 +22,7 @@ from .swarm import ROOT, log
 
 CREDENTIALS = "/var/lib/jhswarm/db.env"
 USER = "jupyterhub"
-OLD_HUB_IMAGE = "jhswarm-test/jupyterhub-old:4.0.2"
+OLD_HUB_IMAGES = {version: f"jhswarm-test/jupyterhub-old:{version}" for version in ("4.0.2", "5.5.4")}
 PG_STANDIN_IMAGE = "jhswarm-standin/postgres:15"
 PORTS = {"postgresql": 5432, "mariadb": 3306}
 SQLITE_PATH = "/data/jupyterhub.sqlite"
@@ -133,13 +134,15 @@ def data_files(volume=None):
     return sorted(out.split())
 
 
-def make_old_database(db_url, users, admin, volume=None):
-    """Run the original image's generation (JupyterHub 4.0.2 + NativeAuthenticator
-    1.2.0) against `db_url` (reached from the host's network): it signs
-    `users` ({"name", "password", "approve"}, the admin first) up, approves
-    and logs them in. The stack's data volume is mounted at /data, where that
-    hub keeps its cookie secret (and the SQLite file). Returns what it made:
-    {"jupyterhub", "revision", "users_info", "users"}."""
+def make_old_database(db_url, users, admin, volume=None, version="4.0.2"):
+    """Run an earlier hub generation (`version` 4.0.2: the original image's,
+    with NativeAuthenticator 1.2.0; 5.5.4: this project's previous image's,
+    with 1.3.0) against `db_url` (reached from the host's network): it signs
+    `users` ({"name", "password", "approve", "token"}, the admin first) up,
+    approves and logs them in, makes their API tokens. The stack's data
+    volume is mounted at /data, where that hub keeps its cookie secret (and
+    the SQLite file). Returns what it made: {"jupyterhub", "revision",
+    "users_info", "users", "tokens"}."""
     spec = {
         "db_url": db_url,
         "cookie_secret_file": "/data/jupyterhub_cookie_secret",
@@ -147,10 +150,10 @@ def make_old_database(db_url, users, admin, volume=None):
         "users": users,
     }
     cmd = [swarm.DOCKER, "run", "--rm", "-i", "--network", "host",
-           "-v", f"{volume or swarm.DATA_VOLUME}:/data", OLD_HUB_IMAGE]
+           "-v", f"{volume or swarm.DATA_VOLUME}:/data", OLD_HUB_IMAGES[version]]
     # the spec (with the database password) goes on stdin, not the command line
     proc = subprocess.run(cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        raise AssertionError(f"the JupyterHub 4.0.2 hub failed ({proc.returncode}):\n"
+        raise AssertionError(f"the JupyterHub {version} hub failed ({proc.returncode}):\n"
                              f"{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

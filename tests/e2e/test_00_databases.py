@@ -16,11 +16,13 @@ address. Every deployment serves several checks:
   or the right one pasted without percent-encoding stops the hub at once, an
   unresolvable host after the 30 s wait: non-zero exit, a message naming
   HUB_DB_URL with the password masked, no piece of a password in the logs.
-- test_upgrade_from_original_image[sqlite|postgresql|mariadb]: a database made
-  by JupyterHub 4.0.2 + NativeAuthenticator 1.2.0 (the original image's
-  generation) stops the hub with a message saying to set HUB_UPGRADE_DB=true;
-  the same deploy command with it upgrades the schema (SQLite: a backup next
-  to the file first) and every account keeps its password and approval.
+- test_upgrade_from_earlier_image[4.0.2|5.5.4-sqlite|postgresql|mariadb]: a
+  database made by JupyterHub 4.0.2 + NativeAuthenticator 1.2.0 (the original
+  image's generation) or by JupyterHub 5.5.4 + NativeAuthenticator 1.3.0 (this
+  project's previous image's) stops the hub with a message saying to set
+  HUB_UPGRADE_DB=true; the same deploy command with it upgrades the schema
+  (SQLite: a backup next to the file first) and every account keeps its
+  password and approval, every API token still works.
 - test_compose_postgres: docker-compose.swarm.yml + docker-compose.postgres.yml
   (a postgres service, docker secrets for its password and for HUB_DB_URL_FILE):
   the hub uses it, the password appears nowhere, a database restart loses
@@ -32,6 +34,7 @@ session's `hub` deployment instead of pulling it from under them.
 """
 
 import json
+import os
 import secrets
 import sqlite3
 import subprocess
@@ -39,6 +42,7 @@ import time
 from urllib.parse import quote
 
 import pytest
+import requests
 
 from . import dbservers, swarm
 from .conftest import (
@@ -56,9 +60,11 @@ SERVICE = "jupyter-dbrunner"
 POSTGRES_VOLUME = f"{swarm.STACK}_jupyterhub-postgres"
 POSTGRES_SERVICE = f"{swarm.STACK}_postgres"
 COMPOSE_POSTGRES = swarm.ROOT / "docker-compose.postgres.yml"
-# the schema revisions of JupyterHub 4.0.x and of the pinned 5.5.4
+# the schema revisions of JupyterHub 4.0.x, of 5.5.x and of the pinned 6.1.1
 REVISION_4_0 = "0eee8c825d24"
 REVISION_5_5 = "4621fec11365"
+REVISION_6_1 = "f460b0348206"
+EARLIER = {"4.0.2": REVISION_4_0, "5.5.4": REVISION_5_5}
 WRONG_PASSWORD = "Wr0ng@pass%word"
 SCHEMES = {"postgresql": "postgresql", "mariadb": "mysql"}  # the lifecycle's URL forms
 
@@ -384,19 +390,21 @@ def test_hub_comes_up_once_a_late_database_is_there(dbs):
     psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{role}"')
 
 
-# -- 4: upgrade from the original image's generation ----------------------------------
+# -- 4: upgrade from the original image's generation and from this project's 5.5.4 --
 
 OLD_USERS = [
-    {"name": ADMIN, "password": "admin-old-Pass1", "approve": True},
-    {"name": "alice", "password": "alice-old-Pass2", "approve": True},
+    {"name": ADMIN, "password": "admin-old-Pass1", "approve": True, "token": True},
+    {"name": "alice", "password": "alice-old-Pass2", "approve": True, "token": True},
     {"name": "bob", "password": "bob-old-Pass3", "approve": False},
 ]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
-def test_upgrade_from_original_image(dbs, kind):
+@pytest.mark.parametrize("version", sorted(EARLIER))
+def test_upgrade_from_earlier_image(dbs, kind, version):
     db = "jh_e2e_upgrade"
-    with phase(f"databases {kind}: a database made by JupyterHub 4.0.2"):
+    old_revision = EARLIER[version]
+    with phase(f"databases {kind}: a database made by JupyterHub {version}"):
         swarm.cleanup()
         swarm.docker("volume", "create", swarm.DATA_VOLUME)
         if kind == "sqlite":
@@ -405,9 +413,10 @@ def test_upgrade_from_original_image(dbs, kind):
             dbs.reset(kind, db)
             old_url = dbs.url(kind, SCHEMES[kind] + ("+pymysql" if kind == "mariadb" else ""),
                               db, host="127.0.0.1")
-        made = dbservers.make_old_database(old_url, OLD_USERS, ADMIN)
-        assert made["jupyterhub"] == "4.0.2" and made["revision"] == REVISION_4_0, made
+        made = dbservers.make_old_database(old_url, OLD_USERS, ADMIN, version=version)
+        assert made["jupyterhub"] == version and made["revision"] == old_revision, made
         assert made["users_info"] == [[u["name"], u["approve"]] for u in OLD_USERS], made
+        assert sorted(made["tokens"]) == [ADMIN, "alice"], made.keys()
 
     def revision():
         return dbs.rows(kind, db, "SELECT version_num FROM alembic_version")
@@ -418,9 +427,9 @@ def test_upgrade_from_original_image(dbs, kind):
         task, logs = failed_hub_task()
         assert task["Status"]["ContainerStatus"].get("ExitCode") not in (None, 0), task["Status"]
         assert "was made by an older JupyterHub" in logs and "HUB_UPGRADE_DB=true" in logs, logs[-2000:]
-        assert REVISION_4_0 in logs, logs[-2000:]
+        assert old_revision in logs, logs[-2000:]
         assert_no_secrets(logs, dbs)
-        assert revision() == [(REVISION_4_0,)]  # untouched
+        assert revision() == [(old_revision,)]  # untouched
         if kind == "sqlite":
             assert not [f for f in dbservers.data_files() if f.startswith("jupyterhub.sqlite.")]
 
@@ -429,7 +438,7 @@ def test_upgrade_from_original_image(dbs, kind):
         d = stack_deploy(dict(env, HUB_UPGRADE_DB="true"))
         check_interpolation(d.env)
         wait_healthy_after(d, known)
-        assert revision() == [(REVISION_5_5,)]
+        assert revision() == [(REVISION_6_1,)]
         logs = swarm.hub_logs(5000)
         assert "Upgrading" in logs, logs[-2000:]
         assert_no_secrets(logs, dbs)
@@ -438,9 +447,9 @@ def test_upgrade_from_original_image(dbs, kind):
             assert len(backups) == 1, dbservers.data_files()
             backup = dbservers.sqlite_rows("SELECT version_num FROM alembic_version",
                                            path="/data/" + backups[0])
-            assert backup == [(REVISION_4_0,)], backup
+            assert backup == [(old_revision,)], backup
 
-    with phase(f"databases {kind}: accounts made by 4.0.2 work"):
+    with phase(f"databases {kind}: accounts and tokens made by {version} work"):
         admin = d.client()
         assert admin.login(ADMIN, OLD_USERS[0]["password"]).ok
         assert admin.api("GET", "/user").json()["admin"] is True
@@ -453,6 +462,13 @@ def test_upgrade_from_original_image(dbs, kind):
         assert d.client().login("bob", OLD_USERS[2]["password"]).ok
         names = sorted(u["name"] for u in admin.api("GET", "/users").json())
         assert names == ["admin", "alice", "bob"], names
+        for name, token in made["tokens"].items():
+            r = requests.get(f"{d.base_url}/hub/api/user", headers={"Authorization": f"token {token}"},
+                             timeout=30)
+            assert r.status_code == 200 and r.json()["name"] == name, (name, r.status_code)
+        r = requests.get(f"{d.base_url}/hub/api/user", headers={"Authorization": "token not-a-token"},
+                         timeout=30)
+        assert r.status_code == 403, r.status_code
 
 
 # -- the opt-in postgres service: docker-compose.postgres.yml -------------------------
@@ -521,3 +537,95 @@ def test_compose_postgres(dbs, tmp_path):
         out = swarm.docker("exec", container, "psql", "-U", "jupyterhub", "-d", "restored", "-tA",
                            "-c", "SELECT username FROM users_info").stdout
         assert out.split() == [ADMIN]
+
+
+# -- 4b: servers started by this project's 5.5.4 image, across the upgrade ----------
+
+# The last commit whose image ran JupyterHub 5.5.4: the test builds that image
+# from the repository's own history (git archive), as an operator had it.
+PREVIOUS_COMMIT = "4497069"
+PREVIOUS_IMAGE = "jupyterhub-swarm:e2e-previous"
+PREVIOUS_BASE = None if USE_REAL else "jhswarm-standin/jupyterhub:5.5.4"  # default: quay's 5.5.4
+
+
+def hub_version(d):
+    return requests.get(d.base_url + "/hub/api/", timeout=30).json()["version"]
+
+
+@pytest.fixture(scope="module")
+def previous_image(dbs, tmp_path_factory):
+    ctx = tmp_path_factory.mktemp("previous-image")
+    with phase(f"databases: build this project's 5.5.4 image (commit {PREVIOUS_COMMIT})"):
+        archive = subprocess.run(["git", "-C", str(swarm.ROOT), "archive", PREVIOUS_COMMIT],
+                                 capture_output=True, timeout=60)
+        assert archive.returncode == 0, (
+            f"git archive {PREVIOUS_COMMIT} failed (a clone without the project's history?): "
+            f"{archive.stderr.decode()[-500:]}")
+        subprocess.run(["tar", "-x", "-C", str(ctx)], input=archive.stdout, check=True, timeout=60)
+        build = [swarm.DOCKER, "build", "-q", "-t", PREVIOUS_IMAGE, str(ctx)]
+        if PREVIOUS_BASE:
+            build[2:2] = ["--build-arg", f"BASE_IMAGE={PREVIOUS_BASE}"]
+        proc = subprocess.run(build, capture_output=True, text=True, timeout=1800,
+                              env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return PREVIOUS_IMAGE
+
+
+def test_running_server_survives_the_upgrade_from_5_5_4(dbs, previous_image):
+    swarm.cleanup()
+    env = stack_env(JUPYTERHUB_IMAGE=previous_image)
+    with phase("databases: the 5.5.4 image: accounts, a running server, a saved file"):
+        d = stack_deploy(env)
+        d.wait_healthy(240)
+        assert hub_version(d) == "5.5.4"
+        admin = d.client()
+        assert "successful" in admin.signup(ADMIN, PASSWORD)
+        assert admin.login(ADMIN, PASSWORD).ok
+        assert "sent to the admin" in d.client().signup(RUNNER, PASSWORD)
+        admin.authorize(RUNNER)
+        runner = d.client()
+        assert runner.login(RUNNER, PASSWORD).ok
+        start_and_wait(runner)
+        runner.open_server()
+        runner.put_file("before-upgrade.txt", "saved on 5.5.4")
+        before = {
+            "started": runner.server_status()["started"],
+            "service": swarm.service_inspect(SERVICE)["ID"],
+            "task": swarm.running_task(SERVICE)["ID"],
+        }
+
+    with phase("databases: the 6.1.1 image without HUB_UPGRADE_DB: refused, the server runs on"):
+        known = hub_task_ids()
+        stack_deploy(dict(env, JUPYTERHUB_IMAGE=PROJECT_IMAGE))
+        task, logs = failed_hub_task(known)
+        assert "was made by an older JupyterHub" in logs and REVISION_5_5 in logs, logs[-2000:]
+        assert swarm.running_task(SERVICE)["ID"] == before["task"]
+
+    with phase("databases: the 6.1.1 image with HUB_UPGRADE_DB=true"):
+        known = hub_task_ids()
+        d = stack_deploy(dict(env, JUPYTERHUB_IMAGE=PROJECT_IMAGE, HUB_UPGRADE_DB="true"))
+        wait_healthy_after(d, known)
+        assert hub_version(d) == "6.1.1"
+        assert dbservers.sqlite_rows("SELECT version_num FROM alembic_version") == [(REVISION_6_1,)]
+
+    with phase("databases: after the upgrade the same server is found, with the file"):
+        wait_for(lambda: server_ready(admin, RUNNER), 60, "the 6.1.1 hub to report the server ready")
+        assert swarm.service_inspect(SERVICE)["ID"] == before["service"]
+        assert swarm.running_task(SERVICE)["ID"] == before["task"]
+        # the cookies of the 5.5.4 hub still work, and reach the same server
+        assert runner.api("GET", "/user").json()["name"] == RUNNER
+        assert runner.server_status()["started"] == before["started"]
+        assert runner.get_file("before-upgrade.txt") == "saved on 5.5.4"
+        fresh = d.client()
+        assert fresh.login(RUNNER, PASSWORD).ok
+        fresh.open_server(RUNNER)
+        assert fresh.get_file("before-upgrade.txt", RUNNER) == "saved on 5.5.4"
+        observe("upgrade 5.5.4 -> 6.1.1 (HUB_UPGRADE_DB=true): the running server kept its "
+                "service, task and files; old cookies still valid")
+    with phase("databases: the 6.1.1 hub stops and restarts that server"):
+        runner.stop_server(RUNNER)
+        assert swarm.user_services() == []
+        start_and_wait(runner)
+        runner.open_server()
+        assert runner.get_file("before-upgrade.txt") == "saved on 5.5.4"
+    swarm.cleanup()

@@ -1,15 +1,18 @@
-"""TEST-ONLY: make a hub database the way the original image's generation
-(JupyterHub 4.0.2 + NativeAuthenticator 1.2.0) does: start that hub briefly,
-sign users up through its sign-up page, approve some as the admin through
-NativeAuthenticator's authorize page, log the approved ones in, stop it.
+"""TEST-ONLY: make a hub database the way an earlier hub generation does
+(JupyterHub 4.0.2 + NativeAuthenticator 1.2.0, the original image's, or
+JupyterHub 5.5.4 + NativeAuthenticator 1.3.0, this project's previous
+image's): start that hub briefly, sign users up through its sign-up page,
+approve some as the admin through NativeAuthenticator's authorize page, log
+the approved ones in, make an API token for those with "token": true, stop it.
 
 Reads a JSON spec on stdin (so the database password is never on a command
 line or in the environment docker shows):
   {"db_url": "...", "cookie_secret_file": "/data/jupyterhub_cookie_secret",
    "admin": "admin", "users": [{"name": "alice", "password": "...",
-   "approve": true}, ...]}
+   "approve": true, "token": true}, ...]}
 The admin is the first entry of "users" with the admin's name.
-Prints one JSON line: the schema revision and the users_info rows.
+Prints one JSON line: the version, the schema revision, the users_info and
+users rows, and the tokens made ({name: token}).
 Run with --network host (the hub and its proxy bind free ports on 127.0.0.1).
 """
 
@@ -25,6 +28,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+import jupyterhub
 
 
 def free_port():
@@ -61,6 +66,17 @@ class Browser:
         with self.opener.open(self.base + path, body, timeout=30) as r:
             return r.status, r.geturl(), r.read().decode()
 
+    def new_token(self, name):
+        """An API token of `name`, made through the hub's REST API with the
+        login cookie (as the token page does)."""
+        request = urllib.request.Request(
+            f"{self.base}/hub/api/users/{urllib.parse.quote(name)}/tokens",
+            data=json.dumps({"note": "made before the upgrade"}).encode(), method="POST",
+            headers={"Content-Type": "application/json", "X-XSRFToken": self.xsrf(),
+                     "Referer": self.base + "/hub/token"})
+        with self.opener.open(request, timeout=30) as r:
+            return json.loads(r.read())["token"]
+
     def login(self, name, password):
         """True if the hub answers the login form with a redirect (success)."""
         self.get("/hub/login")
@@ -93,6 +109,8 @@ def main():
             f"c.ConfigurableHTTPProxy.pid_file = {os.path.join(work, 'proxy.pid')!r}\n"
             "c.JupyterHub.cleanup_servers = False\n"
         )
+        if int(jupyterhub.__version__.split(".")[0]) >= 5:  # as this project's 5.5.4 image
+            f.write("c.Authenticator.allow_all = True\n")
     os.chmod(config, 0o600)
     hub = subprocess.Popen(["jupyterhub", "-f", config], cwd=work,
                            stdout=sys.stderr, stderr=sys.stderr)
@@ -105,7 +123,8 @@ def main():
                 break
             except (OSError, urllib.error.URLError):
                 if hub.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the 4.0.2 hub did not come up (exit {hub.poll()})")
+                    raise SystemExit(f"the {jupyterhub.__version__} hub did not come up "
+                                     f"(exit {hub.poll()})")
                 time.sleep(0.5)
         browsers = {}
         for user in spec["users"]:
@@ -118,14 +137,19 @@ def main():
                 raise SystemExit(f"signup of {user['name']} failed")
         root = browsers[admin]
         if not root.login(admin, spec["users"][0]["password"]):
-            raise SystemExit("admin login on the 4.0.2 hub failed")
+            raise SystemExit(f"admin login on the {jupyterhub.__version__} hub failed")
         for user in spec["users"]:
             if user["name"] != admin and user.get("approve"):
                 root.get("/hub/authorize/" + urllib.parse.quote(user["name"]))
+        tokens = {}
         for user in spec["users"]:  # in fresh browsers
-            logged_in = Browser(base).login(user["name"], user["password"])
+            b = Browser(base)
+            logged_in = b.login(user["name"], user["password"])
             if logged_in != (user["name"] == admin or bool(user.get("approve"))):
-                raise SystemExit(f"{user['name']}: login on the 4.0.2 hub: {logged_in}")
+                raise SystemExit(f"{user['name']}: login on the {jupyterhub.__version__} hub: "
+                                 f"{logged_in}")
+            if logged_in and user.get("token"):
+                tokens[user["name"]] = b.new_token(user["name"])
     finally:
         hub.send_signal(signal.SIGTERM)
         try:
@@ -145,12 +169,12 @@ def main():
         rows = conn.execute(text("SELECT username, is_authorized FROM users_info ORDER BY id")).all()
         hub_users = conn.execute(text("SELECT name, admin FROM users ORDER BY id")).all()
     engine.dispose()
-    import jupyterhub
     print(json.dumps({
         "jupyterhub": jupyterhub.__version__,
         "revision": revision,
         "users_info": [[name, bool(ok)] for name, ok in rows],
         "users": [[name, bool(adm)] for name, adm in hub_users],
+        "tokens": tokens,
     }))
 
 
