@@ -36,7 +36,7 @@ pytest.register_assert_rewrite(f"{__package__}.deploy")
 from . import swarm  # noqa: E402
 from .deploy import (  # noqa: E402
     ADMIN, BASE_IMAGE, NOTEBOOK_IMAGE, PHASES, PRODUCT_DEFAULT_NOTEBOOK, PROJECT_IMAGE,
-    USE_REAL, Deployment, deploy, hold_engine_lock, phase,
+    SINGLEUSER_IMAGES, USE_REAL, Deployment, deploy, hold_engine_lock, phase,
 )
 # the tests import these from here too
 from .deploy import PROXY_IMAGE, check_interpolation  # noqa: E402,F401
@@ -67,6 +67,8 @@ SETTINGS = {
         f"base:calculation_type==gpu->{BASE_RULE_IMAGE};"
         "nowhere:calculation_type==e2e-no-such-node->" + (NOTEBOOK_IMAGE or PRODUCT_DEFAULT_NOTEBOOK)
         + f";missing->{MISSING_IMAGE}"  # an image no node has (test_08, test_50)
+        # one rule per jupyterhub-singleuser release (test_11): su40, su55, su61
+        + "".join(f";su{v.replace('.', '')}->{image}" for v, image in SINGLEUSER_IMAGES.items())
     ),
     "SPAWNER_CONSTRAINT_WITH_GPUS": "gpu->1",
     # a GPU that never comes: fail after 20s instead of the default 60s

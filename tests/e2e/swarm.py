@@ -164,12 +164,17 @@ def containers(all_states=True):
     return [tuple((line.split(" ", 1) + [""])[:2]) for line in out.splitlines() if line]
 
 
-def hub_container():
-    """Id of the running hub task's container, or None."""
-    task = running_task(HUB_SERVICE)
+def container_of(service):
+    """Id of the service's running task's container, or None."""
+    task = running_task(service)
     if not task:
         return None
     return task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+
+
+def hub_container():
+    """Id of the running hub task's container, or None."""
+    return container_of(HUB_SERVICE)
 
 
 def hub_logs(tail=300):
