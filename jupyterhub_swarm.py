@@ -415,6 +415,11 @@ class SwarmUserSpawner(SwarmSpawner):
         gpu = self._plan.gpu if self._plan else self.default_gpu
         if gpu.visible:
             env["NVIDIA_VISIBLE_DEVICES"] = gpu.visible
+        elif not gpu.count:
+            # CUDA images set `all`: where nvidia is the default runtime they
+            # would see every GPU, those reserved for others too. (Counted
+            # GPUs: the runtime takes swarm's DOCKER_RESOURCE_NVIDIA-GPU.)
+            env.setdefault("NVIDIA_VISIBLE_DEVICES", "void")
         if self.local_volume:
             # docker-stacks images start as root, chown this, then drop to
             # the notebook user: a new named volume is root-owned.
@@ -1103,7 +1108,8 @@ def check_main(argv, c, report, secret_names, out=sys.stdout):
         if storage.type == "cifs" and options:
             options["o"] = f"addr={storage.host},<SPAWNER_PERSISTENCE_CIFS_OPTS hidden>"
         gpu = (f"{plan.gpu.count} x NVIDIA-GPU" if plan.gpu.count else
-               f"NVIDIA_VISIBLE_DEVICES={plan.gpu.visible}" if plan.gpu.visible else "none")
+               f"NVIDIA_VISIBLE_DEVICES={plan.gpu.visible}" if plan.gpu.visible else
+               "none (NVIDIA_VISIBLE_DEVICES=void)")
         rows = [
             ("service", service_name("jupyter", escaped)),
             ("image", plan.image),

@@ -88,7 +88,9 @@ def test_gpu_user_gets_gpu_node_and_gpu_plain_user_none(hub, cluster):
         assert spec_constraints(spec) == [GLOBAL_CONSTRAINT]
         assert spec_generic_resources(spec) == []
         env = cluster.container_env(service)
-        assert not [k for k in env if k.startswith(("DOCKER_RESOURCE_", "NVIDIA"))], env
+        assert not [k for k in env if k.startswith("DOCKER_RESOURCE_")], env
+        # no GPU: none visible, even where nvidia is the default runtime
+        assert env.get("NVIDIA_VISIBLE_DEVICES") == "void", env
 
     with phase("cluster: both reachable through the proxy on node1"):
         for client in (ann, ben):

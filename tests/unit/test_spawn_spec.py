@@ -51,7 +51,7 @@ def test_default_user_service():
     assert resources["Limits"] == {"NanoCPUs": 2_000_000_000, "MemoryBytes": 4 * 1024**3}
     assert resources["Reservations"] == {"NanoCPUs": 1_000_000_000, "MemoryBytes": 1024**3}
     assert "Placement" not in spec["task_template"] or not spec["task_template"]["Placement"]
-    assert "NVIDIA_VISIBLE_DEVICES" not in env_of(spec)
+    assert env_of(spec)["NVIDIA_VISIBLE_DEVICES"] == "void"  # no GPU
     # a new named volume is root-owned: start as root, chown it, drop to jovyan
     assert container(spec)["User"] == "root"
     assert env_of(spec)["CHOWN_EXTRA"] == "/home/jovyan/work/persistence"
@@ -205,3 +205,17 @@ def test_hub_makes_the_user_directory_on_the_share(tmp_path):
 def test_long_usernames_get_valid_service_names():
     spec, _, _ = spawn_spec(cfg_with(), "u" * 70 + "-torch")
     assert len(spec["name"]) <= 63
+
+
+def test_a_server_without_gpus_sees_none():
+    """On a node whose default runtime is nvidia, CUDA images set
+    NVIDIA_VISIBLE_DEVICES=all and would see every GPU, those swarm reserved
+    for others too: a server without GPUs gets `void` (the runtime then
+    exposes none). Counted GPUs: the runtime takes swarm's
+    DOCKER_RESOURCE_NVIDIA-GPU, nothing set here."""
+    plain, _, _ = spawn_spec(cfg_with(**RULES), "alice")
+    assert env_of(plain)["NVIDIA_VISIBLE_DEVICES"] == "void"
+    counted, _, _ = spawn_spec(cfg_with(**RULES), "alice-torch")
+    assert "NVIDIA_VISIBLE_DEVICES" not in env_of(counted)
+    everything, _, _ = spawn_spec(cfg_with(SPAWNER_USE_GPUS="all"), "alice")
+    assert env_of(everything)["NVIDIA_VISIBLE_DEVICES"] == "all"
