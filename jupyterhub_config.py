@@ -591,6 +591,8 @@ SPAWNER = [
     ("SPAWNER_POLL_INTERVAL", integer, 30, "SwarmUserSpawner.poll_interval"),
     ("SPAWNER_START_TIMEOUT", integer, 120, "SwarmUserSpawner.start_timeout"),
     ("SPAWNER_RESOURCE_WAIT", integer, 60, "SwarmUserSpawner.resource_wait"),
+    # the stack file sets it ({{.Service.Name}})
+    ("HUB_SERVICE_NAME", text, "", "SwarmUserSpawner.hub_name"),
 ]
 
 

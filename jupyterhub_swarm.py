@@ -371,6 +371,12 @@ class SwarmUserSpawner(SwarmSpawner):
         the volume's mount point: a new named volume is root-owned, and
         docker-stacks images give CHOWN_EXTRA to the notebook user before
         dropping to it.""")
+    hub_name = Unicode("", config=True, help="""
+        The hub's own swarm service name (the stack file sets it from
+        {{.Service.Name}}): every service and secret this hub makes carries
+        it in the label jupyterhub-swarm.hub, and at start the hub removes
+        those it no longer owns (left by a hub that died mid-spawn). Empty:
+        no label, no removal. (HUB_SERVICE_NAME)""")
 
     # Per-spawn state, made anew by start() (and create_certs with TLS).
     _plan = None  # this spawn's UserPlan
@@ -452,6 +458,8 @@ class SwarmUserSpawner(SwarmSpawner):
             task_spec["networks"] = [
                 NetworkAttachmentConfig(self.network_name, aliases=[self._ssl_name])]
         self.extra_task_spec = task_spec
+        if self.hub_name:
+            self.extra_create_kwargs = {"labels": {HUB_LABEL: self.hub_name}}
         self._events = []
         await self._make_user_directory()
         ip, port = await super().start()
@@ -515,8 +523,10 @@ class SwarmUserSpawner(SwarmSpawner):
             with open(paths[key], "rb") as f:
                 data = f.read()
             name = f"{self._ssl_name}-{filename.replace('jupyterhub-', '').replace('.', '-')}"
-            created = await self.docker(
-                "create_secret", name, data, labels={self.SSL_LABEL: self.service_name})
+            labels = {self.SSL_LABEL: self.service_name}
+            if self.hub_name:
+                labels[HUB_LABEL] = self.hub_name
+            created = await self.docker("create_secret", name, data, labels=labels)
             # the key: readable by the notebook user only (the owner of the
             # user's directory, SPAWNER_PERSISTENCE_VOLUME_OWNER)
             refs.append(SecretReference(
@@ -774,11 +784,78 @@ def export_proxy_certs(files, directory, owner):
         os.replace(tmp, target)
 
 
+HUB_LABEL = "jupyterhub-swarm.hub"  # on services and secrets: the hub that made them
+
+
+def owned_services(app):
+    """Service names of the servers this hub runs or is starting now."""
+    return {spawner.service_name for user in app.users.values()
+            for spawner in user.spawners.values()
+            if isinstance(spawner, SwarmUserSpawner) and spawner.active}
+
+
+def find_leftovers(services, secrets_, owned):
+    """What a hub may remove: its labelled services that no server of its
+    owns, and its labelled TLS secrets whose server it does not own. Pure:
+    takes docker's service and secret lists. Returns (services, secrets) as
+    [(id, name)]."""
+    services = [(s["ID"], s["Spec"]["Name"]) for s in services
+                if s["Spec"]["Name"] not in owned]
+    secrets_ = [(s["ID"], s["Spec"]["Name"]) for s in secrets_
+                if s["Spec"].get("Labels", {}).get(SwarmUserSpawner.SSL_LABEL) not in owned]
+    return services, secrets_
+
+
+async def remove_leftovers(app, hub_name, log, client=None):
+    """At hub start: remove the services and TLS secrets labelled as this
+    hub's that no server of this hub owns (a hub killed mid-spawn leaves
+    them: the database never learnt of them). Never anything without this
+    hub's label: another stack's or another hub's objects stay."""
+    import docker as docker_py
+
+    client = client or docker_py.APIClient(version="auto", **docker_py.utils.kwargs_from_env())
+    label = {"label": f"{HUB_LABEL}={hub_name}"}
+    try:
+        found = await asyncio.to_thread(client.services, filters=label)
+        found_secrets = await asyncio.to_thread(client.secrets, filters=label)
+    except Exception as e:
+        log.warning("Could not look for leftover services of %s: %s", hub_name, e)
+        return [], []
+    # what this hub owns, read after the listing: a spawn that began before
+    # it is active now; each name is checked again right before its removal
+    services, secrets_ = find_leftovers(found, found_secrets, owned_services(app))
+    removed = ([], [])
+    for (ident, name), kind, method, done in (
+            *[(x, "service", client.remove_service, removed[0]) for x in services],
+            *[(x, "secret", client.remove_secret, removed[1]) for x in secrets_]):
+        if kind == "service" and name in owned_services(app):
+            continue
+        try:
+            await asyncio.to_thread(method, ident)
+        except NotFound:
+            continue
+        except Exception as e:
+            log.warning("Could not remove leftover %s %s: %s", kind, name, e)
+            continue
+        done.append(name)
+    if removed[0] or removed[1]:
+        log.warning("Removed what an earlier run of this hub left behind: services %s; "
+                    "TLS secrets %s", ", ".join(removed[0]) or "none",
+                    ", ".join(removed[1]) or "none")
+    else:
+        log.info("No leftover services or secrets of %s", hub_name)
+    return removed
+
+
 class SwarmProxy(ConfigurableHTTPProxy):
     """configurable-http-proxy; with internal TLS and an external proxy, the
     hub writes the proxy's key, certificates and CA bundles into the volume
     it shares with the proxy service, which waits for them before starting
-    (docker-compose.swarm.yml)."""
+    (docker-compose.swarm.yml).
+
+    The proxy is the part of the hub JupyterHub builds with the app at
+    start; it also runs the two jobs that follow the hub's start: the route
+    watch (external proxy) and the removal of leftovers (remove_leftovers)."""
 
     certs_dir = Unicode(PROXY_CERTS_DIR, config=True, help="""
         With internal TLS and an external proxy: the directory, shared with
@@ -794,6 +871,7 @@ class SwarmProxy(ConfigurableHTTPProxy):
         minutes). 0: that check alone.""")
 
     _route_watch = None  # the task of watch_routes
+    _leftovers = None  # the task of remove_leftovers
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -804,6 +882,14 @@ class SwarmProxy(ConfigurableHTTPProxy):
                 loop = None
             if loop is not None:
                 self._route_watch = loop.create_task(self.watch_routes())
+        hub_name = self.config.SwarmUserSpawner.get("hub_name")
+        if hub_name:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # built outside a running hub (tests)
+                loop = None
+            if loop is not None:
+                self._leftovers = loop.create_task(self.remove_leftovers(hub_name))
         if self.app.internal_ssl and not self.should_start:
             files = proxy_cert_files(self.app.internal_proxy_certs,
                                      self.app.internal_trust_bundles)
@@ -814,6 +900,12 @@ class SwarmProxy(ConfigurableHTTPProxy):
                 self.log.warning(
                     "%s is not mounted: give the external proxy these files yourself: %s",
                     self.certs_dir, ", ".join(f"{n} <- {src}" for n, (src, _) in files.items()))
+
+    async def remove_leftovers(self, hub_name):
+        """Once the hub has started (every server it owns loaded and
+        polled): remove_leftovers."""
+        await self.app._start_future
+        await remove_leftovers(self.app, hub_name, self.log)
 
     async def watch_routes(self):
         """Once the hub has started (as JupyterHub's own route check waits
