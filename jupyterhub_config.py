@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import sys
+from fractions import Fraction
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from jupyterhub_swarm import (  # noqa: E402
     DEFAULT_USERNAME_PATTERN,
     NATIVE_TEMPLATES,
+    PASSWORD_MAX_BYTES,
     ConfigError,
     Gpu,
     Placement,
@@ -43,6 +45,8 @@ from jupyterhub_swarm import (  # noqa: E402
     check_database,
     check_main,
     mask_url,
+    password_too_long,
+    printable_name,
     running_hub,
     split_credentials,
     split_list,
@@ -52,6 +56,10 @@ from jupyterhub_swarm import (  # noqa: E402
 # --------------------------------------------------------------------------
 # Typed readers
 # --------------------------------------------------------------------------
+
+# Swarm's resources are int64 (api.Resources: NanoCPUs, MemoryBytes; discrete
+# generic resources): a larger value fails every spawn.
+INT64_MAX = 2**63 - 1
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -220,8 +228,43 @@ def number(env, name, default):  # >= 0
     return env.float(name, default)
 
 
+def positive(env, name, default):  # >= 1: 0 would fail every use at once
+    return env.int(name, default, minimum=1)
+
+
 def size(env, name, default):
     return env.bytes(name, default)
+
+
+# The least memory a swarm task may be limited or reserved to: swarmkit's
+# manager/controlapi (validateResources) refuses less than 4 MiB, and the
+# node's dockerd then refuses to create a container with less than 6 MiB
+# (moby daemon/daemon_unix.go, linuxMinMemory: "Minimum memory limit allowed
+# is 6MB", the same for reservations; 4 MiB before moby 20.10).
+MIN_MEMORY = 6 * 1024**2
+MEMORY_FORMS = ("a size like 512M, 4G or a number of bytes: 0 (none), or from 6M "
+                f"(dockerd's least) to {INT64_MAX} bytes")
+
+
+def memory(env, name, default):
+    """A swarm memory limit or reservation in bytes, 0 for none."""
+    value = env.bytes(name, default)
+    if value and not MIN_MEMORY <= value <= INT64_MAX:
+        raise ConfigError(name, env.raw(name) or default, MEMORY_FORMS)
+    return value
+
+
+# swarmkit's validateResources refuses NanoCPUs below 1e6 (0.001 CPU);
+# dockerspawner sends int(cpus * 1e9), an int64.
+CPU_FORMS = "a number of CPUs: 0 (none), or from 0.001 to 9223372036"
+
+
+def cpus(env, name, default):
+    value = env.float(name, default)  # a finite number >= 0
+    nanos = value * 1e9
+    if value and not (nanos < 2.0**63 and int(nanos) >= 10**6):
+        raise ConfigError(name, env.raw(name), CPU_FORMS)
+    return value
 
 
 def one_of(*words):
@@ -260,7 +303,9 @@ def parse_bytes(text):
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:ib?|b)?", text.strip().lower())
     if not match:
         raise ValueError(f"not a size: {text!r}")
-    number = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    # exactly: a float would round 9007199254740993 bytes, or push a size
+    # just below 2^63 over it
+    number = Fraction(match.group(1)) * _SIZE_UNITS[match.group(2)]
     if number < 1 and number != 0:
         raise ValueError(f"size below one byte: {text!r}")
     return int(number)
@@ -306,11 +351,26 @@ def parse_gpus(text):
             raise ValueError(f"bad device ids in {text!r}")
         return Gpu(visible=",".join(ids))
     if re.fullmatch(r"\d+", text) and int(text) > 0:
+        if int(text) > INT64_MAX:  # swarm's generic resources count in int64
+            raise ValueError(f"more GPUs than swarm can count: {text!r}")
         return Gpu(count=int(text))
     raise ValueError(f"not a GPU setting: {text!r}")
 
 
-_CONSTRAINT = re.compile(r"\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(\S(?:.*\S)?)\s*")
+# Swarm's constraint grammar, as swarmkit's manager/constraint/constraint.go
+# parses it (and manager/controlapi refuses a service that breaks it): split
+# at the first "==", else the first "!="; the key, trimmed, must match
+# alphaNumeric `^(?i)[a-z_][a-z0-9\-_.]+$`, the value, trimmed, valuePattern
+# `^(?i)[a-z0-9:\-_\s\.\*\(\)\?\+\[\]\\\^\$\|\/]+$`. Go's \s is [\t\n\f\r ];
+# only ASCII letters pass here (Go's (?i) also folds in the Kelvin sign and
+# the long s). NodeMatches knows only the keys below: with any other key a
+# task matches no node and waits forever.
+CONSTRAINT_OPERATORS = ("==", "!=")
+_CONSTRAINT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9\-_.]+")
+_CONSTRAINT_VALUE = re.compile(r"[A-Za-z0-9:\-_\t\n\f\r .*()?+\[\]\\^$|/]+")
+NODE_KEYS = ("node.id", "node.hostname", "node.ip", "node.role",
+             "node.platform.os", "node.platform.arch")
+LABEL_PREFIXES = ("node.labels.", "engine.labels.")
 
 
 def label_key(key):
@@ -321,11 +381,30 @@ def label_key(key):
 
 
 def parse_constraint(text):
-    match = _CONSTRAINT.fullmatch(text)
-    if not match:
+    op = next((op for op in CONSTRAINT_OPERATORS if op in text), None)
+    if op is None:
         raise ValueError(f"bad constraint {text!r}, expected key==value or key!=value")
-    key, op, value = match.groups()
-    return f"{label_key(key)}{op}{value}"
+    key, value = (part.strip() for part in text.split(op, 1))
+    full = label_key(key)
+    if not key or not _CONSTRAINT_KEY.fullmatch(full):
+        raise ValueError(f"bad constraint key {key!r} in {text!r}: ASCII letters, digits, "
+                         "'_', '.' and '-', starting with a letter or '_'")
+    lowered = full.lower()
+    if not (lowered in NODE_KEYS or any(lowered.startswith(p) and len(full) > len(p)
+                                        for p in LABEL_PREFIXES)):
+        raise ValueError(f"bad constraint key {key!r} in {text!r}: swarm knows "
+                         f"{', '.join(NODE_KEYS)}, node.labels.<label>, engine.labels.<label> "
+                         "or a bare <label> (a node label)")
+    if not _CONSTRAINT_VALUE.fullmatch(value):
+        raise ValueError(f"bad constraint value {value!r} in {text!r}: ASCII letters, digits, "
+                         "spaces and :-_.*()?+[]\\^$|/ (no '=', ',', '<', '>' or '~')")
+    if lowered == "node.ip":
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"bad constraint value {value!r} in {text!r}: node.ip takes an "
+                             "IP address or a CIDR subnet") from None
+    return f"{full}{op}{value}"
 
 
 def parse_constraints(text):
@@ -350,13 +429,78 @@ def parse_preferences(text):
     return tuple(("spread", label_key(descriptor)) for _, descriptor in pairs)
 
 
+# Swarm's scheduler compares a platform with the node's as written
+# (swarmkit manager/scheduler/filter.go, PlatformFilter.platformEqual: only
+# x86_64/amd64 and aarch64/arm64 are made equal), and nodes report theirs
+# lowercase, as Go's GOARCH/GOOS spell them: "AMD64:Linux" matches no node.
+_PLATFORM_WORD = re.compile(r"[a-z0-9_]+")
+OPERATING_SYSTEMS = ("linux", "windows")
+
+
 def parse_platforms(text):
     """'amd64:linux' -> (('amd64', 'linux'),)."""
-    return tuple(colon_pairs(text, "platform", "arch:os"))
+    pairs = colon_pairs(text, "platform", "arch:os")
+    for arch, os_name in pairs:
+        item = f"{arch}:{os_name}"
+        if os_name.lower() not in OPERATING_SYSTEMS and arch.lower() in OPERATING_SYSTEMS:
+            raise ValueError(f"bad platform {item!r}: the architecture comes first, "
+                             f"write {os_name.lower()}:{arch.lower()}")
+        if not (_PLATFORM_WORD.fullmatch(arch) and _PLATFORM_WORD.fullmatch(os_name)):
+            hint = item.lower()
+            suggestion = (f", write {hint}" if all(_PLATFORM_WORD.fullmatch(w)
+                                                   for w in hint.split(":")) else "")
+            raise ValueError(f"bad platform {item!r}: swarm nodes report lowercase "
+                             f"letters, digits and '_'{suggestion}")
+    return tuple(pairs)
 
 
 _SUFFIX = re.compile(r"[A-Za-z0-9_.]+")
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/:@]*")
+
+# Image references as swarm checks them (manager/controlapi: validateImage
+# calls distribution's reference.ParseNormalizedNamed), mirrored from
+# github.com/distribution/reference regexp.go, normalize.go and reference.go:
+# path components are lowercase, [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*;
+# a domain (hostname, IPv4 or [IPv6], optional :port) comes first only when
+# the first component has a '.' or ':', is "localhost" or is not lowercase;
+# the tag is [\w][\w.-]{0,127}; a digest is algorithm:hex, and go-digest
+# knows sha256, sha384 and sha512 (64, 96, 128 lowercase hex digits).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = (rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+           r"(?::[0-9]+)?")
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w is ASCII
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(
+    rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
+_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+IMAGE_FORMS = ("an image reference like jupyter/base-notebook:notebook-6.5.4 or "
+               "registry:5000/team/image@sha256:<64 hex digits> (lowercase repository)")
+
+
+def parse_image(text):
+    """An image reference as swarm accepts it (ValueError if not); unchanged."""
+    if re.fullmatch(r"[a-f0-9]{64}", text):
+        raise ValueError("a 64-digit hexadecimal image ID is not a reference")
+    first, slash, rest = text.partition("/")
+    if slash and (first == "localhost" or any(c in first for c in ".:") or first.lower() != first):
+        domain, remainder = first, rest
+    else:
+        domain, remainder = "docker.io", text
+    repository = remainder.split(":", 1)[0]
+    if repository.lower() != repository:
+        raise ValueError(f"the repository name {repository!r} must be lowercase")
+    match = _REFERENCE.fullmatch(f"{domain}/{remainder}")
+    if not match:
+        raise ValueError(f"{text!r} is not an image reference")
+    if len(match.group("path")) > 255:
+        raise ValueError("the repository name is longer than 255 characters")
+    if match.group("digest"):
+        algorithm, _, encoded = match.group("digest").partition(":")
+        if len(encoded) != _DIGEST_LENGTHS.get(algorithm) or encoded.lower() != encoded:
+            raise ValueError(f"bad digest {match.group('digest')!r}: sha256:, sha384: or "
+                             "sha512: and 64, 96 or 128 lowercase hex digits")
+    return text
 
 
 def parse_suffix_images(text):
@@ -366,8 +510,12 @@ def parse_suffix_images(text):
         left, sep, image = item.partition("->")
         image = image.strip()
         suffix, _, constraints = (part.strip() for part in left.partition(":"))
-        if not sep or not _SUFFIX.fullmatch(suffix) or not _IMAGE.fullmatch(image):
+        if not sep or not _SUFFIX.fullmatch(suffix) or not image:
             raise ValueError(f"bad rule {item!r}")
+        try:
+            parse_image(image)
+        except ValueError as e:
+            raise ValueError(f"bad image in rule {item!r}: {e}") from None
         if suffix.lower() in rules:
             raise ValueError(f"suffix {suffix!r} given twice")
         rules[suffix.lower()] = SuffixRule(image, parse_constraints(constraints))
@@ -572,8 +720,8 @@ def update_culler(c, timeout, every, max_age, hub_port, internal_ssl_path):
 # --------------------------------------------------------------------------
 
 SPAWNER = [
-    ("SPAWNER_NOTEBOOK_IMAGE", text, "jupyter/base-notebook:notebook-6.5.4",
-     "SwarmUserSpawner.image"),
+    ("SPAWNER_NOTEBOOK_IMAGE", rule(parse_image, IMAGE_FORMS),
+     "jupyter/base-notebook:notebook-6.5.4", "SwarmUserSpawner.image"),
     ("SPAWNER_PULL_POLICY", one_of("ifnotpresent", "always", "never", "skip"), "ifnotpresent",
      "SwarmUserSpawner.pull_policy"),
     ("SPAWNER_NETWORK_NAME", required("the overlay network user servers join"), None,
@@ -589,7 +737,7 @@ SPAWNER = [
     ("SPAWNER_CONSECUTIVE_FAILURE_LIMIT", integer, 0,
      "SwarmUserSpawner.consecutive_failure_limit"),
     ("SPAWNER_POLL_INTERVAL", integer, 30, "SwarmUserSpawner.poll_interval"),
-    ("SPAWNER_START_TIMEOUT", integer, 120, "SwarmUserSpawner.start_timeout"),
+    ("SPAWNER_START_TIMEOUT", positive, 120, "SwarmUserSpawner.start_timeout"),
     ("SPAWNER_RESOURCE_WAIT", integer, 60, "SwarmUserSpawner.resource_wait"),
     # the stack file sets it ({{.Service.Name}})
     ("HUB_SERVICE_NAME", text, "", "SwarmUserSpawner.hub_name"),
@@ -669,13 +817,18 @@ def update_storage(c, env, notebook_dir):
         device=device,
         opts=opts,
     )
-    # Check the templates now, with a sample name, not at a user's first spawn.
-    sample = "sample-2duser"
+    # Check the templates now, with sample names, not at a user's first spawn.
+    sample, other = "sample-2duser", "other-2duser"
+    volume_forms = "a docker volume name holding {username}, like jupyterhub-user-{username}"
     try:
-        storage_mount(Storage("local", source_name, storage.target, "", (0, 0)), sample)
+        names = {storage_mount(Storage("local", source_name, storage.target, "", (0, 0)),
+                               user)["source"] for user in (sample, other)}
     except ValueError as e:
         raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_SOURCE_NAME", source_name,
-                          f"a docker volume name, may contain {{username}} ({e})") from None
+                          f"{volume_forms} ({e})") from None
+    if len(names) == 1:  # one volume for everybody: each user would see the others' files
+        raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_SOURCE_NAME", source_name,
+                          f"{volume_forms} (without it every user mounts the same volume)")
     try:
         storage_mount(storage, sample)
     except ValueError as e:
@@ -687,10 +840,10 @@ def update_storage(c, env, notebook_dir):
 # -- Resources: swarm limits and reservations (0: none) ----------------------
 
 RESOURCES = [
-    ("SPAWNER_CPU_LIMIT", number, 2.0, None),
-    ("SPAWNER_CPU_GUARANTEE", number, 1.0, None),
-    ("SPAWNER_MEM_LIMIT", size, "4G", None),
-    ("SPAWNER_MEM_GUARANTEE", size, "1G", None),
+    ("SPAWNER_CPU_LIMIT", cpus, 2.0, None),
+    ("SPAWNER_CPU_GUARANTEE", cpus, 1.0, None),
+    ("SPAWNER_MEM_LIMIT", memory, "4G", None),
+    ("SPAWNER_MEM_GUARANTEE", memory, "1G", None),
 ]
 
 
@@ -747,11 +900,16 @@ def update_placement(c, env):
 # Auth: NativeAuthenticator
 # --------------------------------------------------------------------------
 
+def password_length(env, name, default):
+    """At most bcrypt's limit: a longer minimum would refuse every password."""
+    return env.int(name, default, maximum=PASSWORD_MAX_BYTES)
+
+
 AUTH = [
     ("AUTH_ADMIN_USER", text, "admin", None),
     ("AUTH_CHECK_COMMON_PASSWORD", boolean, False,
      "SwarmNativeAuthenticator.check_common_password"),
-    ("AUTH_MINIMUM_PASSWORD_LENGTH", integer, 6,
+    ("AUTH_MINIMUM_PASSWORD_LENGTH", password_length, 6,
      "SwarmNativeAuthenticator.minimum_password_length"),
     ("AUTH_ALLOWED_FAILED_LOGINS", integer, 3, "SwarmNativeAuthenticator.allowed_failed_logins"),
     ("AUTH_SECONDS_BEFORE_NEXT_TRY", integer, 1200,
@@ -781,9 +939,10 @@ def update_auth(c, env):
         compiled = re.compile(pattern)
     except re.error as e:
         raise ConfigError("AUTH_USERNAME_PATTERN", pattern, f"a regular expression ({e})") from None
-    if not all(compiled.fullmatch(a.lower()) for a in admins):
+    if not all(compiled.fullmatch(a.lower()) and printable_name(a) for a in admins):
         raise ConfigError("AUTH_ADMIN_USER", ",".join(admins),
-                          f"names matching AUTH_USERNAME_PATTERN ({pattern})")
+                          f"names matching AUTH_USERNAME_PATTERN ({pattern}), "
+                          "without control or invisible characters")
     # JupyterHub only anchors the start (re.match): anchor the end too.
     c.Authenticator.username_pattern = anchored(pattern)
     password, minimum = v["AUTH_ADMIN_PASSWORD"], v["AUTH_MINIMUM_PASSWORD_LENGTH"]
@@ -791,6 +950,11 @@ def update_auth(c, env):
         raise ConfigError("AUTH_ADMIN_PASSWORD", password,
                           f"at least AUTH_MINIMUM_PASSWORD_LENGTH ({minimum}) characters",
                           secret=True)
+    if password is not None and password_too_long(password):
+        # the value is a secret: its length only
+        raise ConfigError("AUTH_ADMIN_PASSWORD", password,
+                          f"at most {PASSWORD_MAX_BYTES} bytes in UTF-8, bcrypt's limit "
+                          f"(it has {len(password.encode('utf-8', 'surrogatepass'))})", secret=True)
 
 
 # --------------------------------------------------------------------------

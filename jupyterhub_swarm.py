@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote
 
-from dockerspawner import SwarmSpawner
+from dockerspawner import DockerSpawner, SwarmSpawner
 from docker.errors import APIError, NotFound
 from docker.types import (DriverConfig, Mount, NetworkAttachmentConfig, RestartPolicy,
                           SecretReference)
@@ -37,7 +37,8 @@ from jupyterhub.proxy import ConfigurableHTTPProxy
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
-from nativeauthenticator.handlers import SignUpHandler
+from nativeauthenticator.handlers import (ChangePasswordAdminHandler, ChangePasswordHandler,
+                                          SignUpHandler, admin_users_scope)
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 from traitlets import Bool, Dict, Instance, Integer, Tuple, Unicode, default
@@ -66,18 +67,33 @@ def split_list(text, sep):
     return [item.strip() for item in text.split(sep) if item.strip()]
 
 
+# Between the head and the hash of a shortened name. In a name dockerspawner
+# escaped, '-' is always followed by two hex digits ('-' itself is "-2d"), so
+# "--" never occurs there: it sits where only a shortened name has it.
+SHORTENED_MARK = "--"
+
+
 def shorten(name, limit, digits=10):
-    """`name` if it fits in `limit` characters, else its head and a hash of
-    the whole name: distinct names stay distinct."""
+    """`name` if it fits in `limit` characters, else its head, "--" and a
+    hash of the whole name, exactly `limit` characters: distinct names stay
+    distinct, and no name that fits reads like a shortened one."""
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:digits]
-    return f"{name[: limit - digits - 1]}-{digest}"
+    return f"{name[: limit - digits - len(SHORTENED_MARK)]}{SHORTENED_MARK}{digest}"
 
 
 def service_name(prefix, escaped_username, limit=63):
-    """Docker service names are DNS labels: at most 63 characters."""
-    return shorten(f"{prefix}-{escaped_username}", limit)
+    """Docker service names are DNS labels: at most 63 characters. A long
+    name keeps 16 hex digits (64 bits) of its hash: finding another name
+    with the same hash is out of reach, and sign-up refuses one anyway
+    (SwarmNativeAuthenticator.server_name_taken)."""
+    return shorten(f"{prefix}-{escaped_username}", limit, digits=16)
+
+
+def escape_username(username):
+    """The user's name as dockerspawner puts it in docker names."""
+    return DockerSpawner._escape(username)
 
 
 # --------------------------------------------------------------------------
@@ -964,23 +980,88 @@ def anchored(pattern):
     return rf"(?:{pattern})\Z"
 
 
+def printable_name(name):
+    """No control, format (invisible, bidirectional), separator or unassigned
+    characters, whatever AUTH_USERNAME_PATTERN allows: they reach HTML
+    attributes and logs, and escapism writes the bytes 0x00-0x0f with one hex
+    digit, so "\\x01" + "2" and "\\x12" would share one docker name."""
+    return name.isprintable()
+
+
+# bcrypt hashes at most 72 bytes; bcrypt 5 raises ValueError beyond.
+PASSWORD_MAX_BYTES = 72
+
+
+def password_too_long(password):
+    return len(password.encode("utf-8", "surrogatepass")) > PASSWORD_MAX_BYTES
+
+
+def too_long_message(password, whose="Your"):
+    return (f"{whose} password is {len(password.encode('utf-8', 'surrogatepass'))} bytes long "
+            f"in UTF-8: passwords may have at most {PASSWORD_MAX_BYTES} bytes. "
+            "Please choose a shorter one.")
+
+
 class RuledSignUpHandler(SignUpHandler):
-    """Sign-up that says which rule a refused user name breaks."""
+    """Sign-up that says which rule a refused user name or password breaks."""
 
     def get_result_message(self, user, human, taken, confirmation_matches, is_admin):
         alert, message = super().get_result_message(
             user, human, taken, confirmation_matches, is_admin)
+        if user is not None or not human or taken or not confirmation_matches:
+            return alert, message
+        auth = self.authenticator
         name = self.get_body_argument("username", "", strip=False)
-        normalized = self.authenticator.normalize_username(name)
-        if user is None and human and not taken and confirmation_matches and \
-                not self.authenticator.validate_username(normalized):
+        password = self.get_body_argument("signup_password", "", strip=False)
+        normalized = auth.normalize_username(name)
+        if not printable_name(normalized):
+            message = (f"The user name {name!r} is not allowed: it contains control or "
+                       "invisible characters.")
+        elif not auth.validate_username(normalized):
             message = (f"The user name {name!r} is not allowed: use lowercase letters, "
                        "digits, '.', '_' and '-', starting with a letter or digit, "
                        "at most 32 characters."
-                       if self.authenticator.username_pattern == anchored(DEFAULT_USERNAME_PATTERN) else
+                       if auth.username_pattern == anchored(DEFAULT_USERNAME_PATTERN) else
                        f"The user name {name!r} is not allowed: it must match "
-                       f"{self.authenticator.username_pattern}.")
+                       f"{auth.username_pattern}.")
+        elif auth.server_name_taken(normalized):
+            message = (f"The user name {name!r} is not allowed: its server would have "
+                       "the same name as another user's. Please choose another name.")
+        elif password_too_long(password):
+            message = too_long_message(password)
         return alert, message
+
+
+class BoundedChangePasswordHandler(ChangePasswordHandler):
+    """Change Password: a password over bcrypt's 72 bytes gets a message,
+    not HTTP 500 (NativeAuthenticator hashes the current one unchecked)."""
+
+    @web.authenticated
+    async def post(self):
+        old = self.get_body_argument("old_password", "", strip=False)
+        new = self.get_body_argument("new_password", "", strip=False)
+        if not (password_too_long(old) or password_too_long(new)):
+            return await super().post()
+        user = await self.get_current_user()
+        # no stored password is longer: a long current one cannot be right
+        message = ("Your current password was incorrect. Please try again."
+                   if password_too_long(old) else too_long_message(new, "Your new"))
+        self.finish(await self.render_template(
+            "change-password.html", user_name=user.name, result_message=message,
+            alert="alert-danger"))
+
+
+class BoundedChangePasswordAdminHandler(ChangePasswordAdminHandler):
+    """An admin's Change Password for another user, likewise bounded."""
+
+    @admin_users_scope
+    async def post(self, user_name):
+        new = self.get_body_argument("new_password", "", strip=False)
+        if not password_too_long(new) or not self.authenticator.user_exists(user_name):
+            return await super().post(user_name)
+        self.finish(await self.render_template(
+            "change-password-admin.html", user_name=user_name,
+            result_message=too_long_message(new, "The new"), alert="alert-danger"))
 
 
 class CheckedLoginHandler(NativeLoginHandler):
@@ -1044,9 +1125,12 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
             return None
         if self.allowed_failed_logins and self.is_blocked(username):
             return None
-        loop = asyncio.get_running_loop()
-        valid = await loop.run_in_executor(self._hashing, user.is_valid_password,
-                                           data["password"])
+        password = data["password"]
+        if password_too_long(password):  # no stored password is; bcrypt 5 raises
+            valid = False
+        else:
+            loop = asyncio.get_running_loop()
+            valid = await loop.run_in_executor(self._hashing, user.is_valid_password, password)
         if isinstance(handler, CheckedLoginHandler):
             handler.password_valid, handler.account_pending = valid, not user.is_authorized
         checks = [user.is_authorized, valid]
@@ -1068,8 +1152,40 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
         elapsed = (datetime.now() - attempts["time"]).total_seconds()
         return elapsed > self.seconds_before_next_try
 
+    def validate_username(self, username):
+        """NativeAuthenticator's and AUTH_USERNAME_PATTERN's rules, and never
+        a control or invisible character, whatever the pattern allows."""
+        return printable_name(username) and super().validate_username(username)
+
+    def is_password_strong(self, password):
+        """Also at most bcrypt's 72 bytes (sign-up and password changes)."""
+        return not password_too_long(password) and super().is_password_strong(password)
+
+    def server_name_taken(self, username):
+        """The existing user whose server (swarm service, and with it the
+        volume and directory) name `username` would share, or None: names
+        that differ can escape alike under a relaxed AUTH_USERNAME_PATTERN."""
+        from jupyterhub import orm
+
+        prefix = self.config.SwarmUserSpawner.get("prefix", SwarmUserSpawner.prefix.default_value)
+
+        def server(name):
+            return service_name(prefix, escape_username(name))
+
+        mine = server(username)
+        names = {info.username for info in UserInfo.all_users(self.db)}
+        names.update(name for (name,) in self.db.query(orm.User.name))
+        return next((n for n in sorted(names) if n != username and server(n) == mine), None)
+
+    def create_user(self, username, password, **kwargs):
+        if self.server_name_taken(self.normalize_username(username)):
+            return None
+        return super().create_user(username, password, **kwargs)
+
     def get_handlers(self, app):
-        replaced = {SignUpHandler: RuledSignUpHandler, NativeLoginHandler: CheckedLoginHandler}
+        replaced = {SignUpHandler: RuledSignUpHandler, NativeLoginHandler: CheckedLoginHandler,
+                    ChangePasswordHandler: BoundedChangePasswordHandler,
+                    ChangePasswordAdminHandler: BoundedChangePasswordAdminHandler}
         return [(path, replaced.get(handler, handler))
                 for path, handler in super().get_handlers(app)]
 
@@ -1177,8 +1293,6 @@ def check_main(argv, c, report, secret_names, out=sys.stdout):
     name -> (value, source); values of secret_names hidden, HUB_DB_URL
     masked), then what each user named in argv would get from the
     configuration `c`. Nothing is started."""
-    from dockerspawner import DockerSpawner
-
     print("variable | value | source", file=out)
     for name in sorted(report):
         value, source = report[name]
@@ -1193,7 +1307,10 @@ def check_main(argv, c, report, secret_names, out=sys.stdout):
         if not pattern.fullmatch(name):
             print(f"  refused: does not match AUTH_USERNAME_PATTERN ({pattern.pattern})", file=out)
             continue
-        escaped = DockerSpawner._escape(name)
+        if not printable_name(name):
+            print("  refused: control or invisible characters", file=out)
+            continue
+        escaped = escape_username(name)
         plan = plan_for_user(name, sp.image, sp.base_constraints, sp.default_gpu, sp.suffix_rules)
         mount = storage_mount(storage, escaped)
         options = mount.get("driver_config", {}).get("options", {})

@@ -99,7 +99,7 @@ def test_suffix_images_with_registry_ports_and_tags():
     rules = parse_suffix_images(
         "base:calculation_type==cpu->jupyter/base-notebook:notebook-6.5.4;"
         "torch:calculation_type==gpu,node.role!=manager->reg.example:5000/gpu/torch:2.0;"
-        "plain->img@sha256:abc;"
+        "plain->img@sha256:" + "ab" * 32 + ";"
     )
     assert set(rules) == {"base", "torch", "plain"}
     assert rules["base"].image == "jupyter/base-notebook:notebook-6.5.4"
