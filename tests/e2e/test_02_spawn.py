@@ -57,7 +57,7 @@ def test_spawn_service_spec(hub, make_user):
         env = env_list(spec)
         assert "E2E_A=1" in env, env
         assert "E2E_URL=http://x:1/y" in env, env  # value with colons kept whole
-        assert not [e for e in env if e.startswith("NVIDIA")], env
+        assert [e for e in env if e.startswith("NVIDIA")] == ["NVIDIA_VISIBLE_DEVICES=void"], env
 
         assert spec["EndpointSpec"]["Mode"] == "dnsrr", spec["EndpointSpec"]
         args = container.get("Args") or []

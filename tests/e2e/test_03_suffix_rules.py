@@ -121,13 +121,13 @@ def test_suffix_rules_gpu_pending_and_no_leakage(hub, make_user):
         assert image_of(bob_spec) == (NOTEBOOK_IMAGE or PRODUCT_DEFAULT_NOTEBOOK)
         assert constraints_of(bob_spec) == [GLOBAL]
         assert generic_resources(bob_spec) == []
-        assert nvidia_env(bob_spec) == []
+        assert nvidia_env(bob_spec) == ["NVIDIA_VISIBLE_DEVICES=void"]  # no GPU: none visible
 
         carol_spec = spec_of("jupyter-carol-2dbase")
         assert image_of(carol_spec) == BASE_RULE_IMAGE
         assert constraints_of(carol_spec) == sorted([GLOBAL, LABEL])
         assert generic_resources(carol_spec) == []
-        assert nvidia_env(carol_spec) == []
+        assert nvidia_env(carol_spec) == ["NVIDIA_VISIBLE_DEVICES=void"]
 
         for client, name in ((bob, "bob"), (carol, "carol-base")):
             client.open_server(name)
