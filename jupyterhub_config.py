@@ -34,6 +34,7 @@ from jupyterhub_swarm import (  # noqa: E402
     NATIVE_TEMPLATES,
     PASSWORD_MAX_BYTES,
     ConfigError,
+    FreshResolver,
     Gpu,
     Placement,
     Storage,
@@ -653,6 +654,10 @@ def update_hub(c, env):
     hub.log_level = v["HUB_LOG_LEVEL"].upper()
     # User servers outlive the hub: a hub restart must not stop them.
     hub.cleanup_servers = False
+    # Names of swarm services (the proxy) resolved anew at each connection:
+    # they move to a new address when their task restarts (FreshResolver).
+    c.JupyterHubHTTPClient.connector_options = {"resolver": FreshResolver(),
+                                                "use_dns_cache": False}
 
     ssl_key, ssl_cert = v["HUB_SSL_KEY"], v["HUB_SSL_CERT"]
     if bool(ssl_key) != bool(ssl_cert):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote
 
+from aiohttp import ThreadedResolver
 from dockerspawner import DockerSpawner, SwarmSpawner
 from docker.errors import APIError, NotFound
 from docker.types import (DriverConfig, Mount, NetworkAttachmentConfig, RestartPolicy,
@@ -798,6 +799,25 @@ def export_proxy_certs(files, directory, owner):
             pass
         os.chmod(tmp, 0o400 if private else 0o444)
         os.replace(tmp, target)
+
+
+class FreshResolver(ThreadedResolver):
+    """Host names through getaddrinfo, asked anew for every connection.
+
+    JupyterHub 6 talks HTTP through aiohttp with aiodns, whose c-ares query
+    cache keeps an answer for its TTL; docker's embedded DNS gives service
+    names a TTL of 600 s. After the proxy restarted at a new address, the
+    hub kept dialling the old one for up to 10 minutes, and the routes were
+    not put back (tests/e2e/test_09_proxy_restart.py). getaddrinfo asks
+    docker's DNS each time; with the connector's own cache off
+    (update_hub), a new address is used at the next request."""
+
+    def __init__(self):  # made by the configuration, before any event loop
+        pass
+
+    @property
+    def _loop(self):
+        return asyncio.get_running_loop()
 
 
 HUB_LABEL = "jupyterhub-swarm.hub"  # on services and secrets: the hub that made them
