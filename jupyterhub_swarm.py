@@ -1111,24 +1111,64 @@ class CheckedLoginHandler(NativeLoginHandler):
 
 
 class SwarmNativeAuthenticator(NativeAuthenticator):
-    """NativeAuthenticator whose admin accounts can be set up at start-up
-    (admin_password), so nobody can claim an admin name by signing up."""
+    """NativeAuthenticator whose admin accounts exist from the start (with
+    admin_password, or a generated one in admin_password_file), so nobody
+    can claim an admin name by signing up."""
 
     admin_password = Unicode(None, allow_none=True, config=True, help="""
         If set, every admin_users account is created (or its password reset)
         and approved when the hub starts. (AUTH_ADMIN_PASSWORD)""")
 
+    admin_password_file = Unicode("/data/admin_password", config=True, help="""
+        Without admin_password: at start, every admin_users account that does
+        not exist yet is created, approved, with a generated password written
+        here (mode 0600, on the hub's data volume; the log says where, never
+        the password). Existing accounts are never touched. One line per
+        account: "<name> <password>".""")
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.admin_password:
             self.bootstrap_admins(self.admin_password)
-        elif self.enable_signup:
-            for name in sorted(self.admin_users):
-                if self.get_user(name) is None:
-                    self.log.warning(
-                        "Admin account %r does not exist yet and sign-up is open: whoever "
-                        "signs up first as %r becomes admin. Set AUTH_ADMIN_PASSWORD or "
-                        "AUTH_ADMIN_PASSWORD_FILE to create it at start-up.", name, name)
+        else:
+            self.create_missing_admins()
+
+    def create_missing_admins(self):
+        """Nobody may claim an admin name by signing up: an admin account
+        that does not exist is created now, with a generated password that
+        only someone with access to the hub's container can read (as Jenkins
+        and Grafana hand out their first admin password)."""
+        import bcrypt
+
+        names = sorted({self.normalize_username(n) for n in self.admin_users})
+        missing = [n for n in names if self.get_user(n) is None]
+        if not missing:
+            return
+        passwords = {name: secrets.token_urlsafe(18) for name in missing}
+        path = self.admin_password_file
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as f:
+                os.fchmod(f.fileno(), 0o600)
+                if f.tell() == 0:
+                    f.write("# Generated passwords of admin accounts (name password); log in, "
+                            "change them (Change Password), then delete this file.\n")
+                f.writelines(f"{name} {password}\n" for name, password in passwords.items())
+            written = True
+        except OSError as e:
+            written = False
+            self.log.error("Could not write the generated admin password(s) to %s (%s): set "
+                           "AUTH_ADMIN_PASSWORD or AUTH_ADMIN_PASSWORD_FILE to set them", path,
+                           e.strerror or e)
+        for name, password in passwords.items():
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+            self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+        self.db.commit()
+        if written:
+            self.log.warning(
+                "Created admin account(s) %s with a generated password, in %s (readable by the "
+                "hub only): docker exec <the hub's container> cat %s", ", ".join(missing),
+                path, path)
 
     # bcrypt takes about 0.25 s of CPU per password: off the event loop, in
     # threads (bcrypt releases the GIL), so a burst of logins does not stall

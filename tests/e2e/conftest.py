@@ -196,11 +196,14 @@ def hub(e2e_env):
 
 @pytest.fixture(scope="session")
 def admin(hub):
-    """The admin's browser, signed up and logged in. Keeps what the hub
-    answered (`signup_message`, `login_result`) for the accounts test."""
+    """The admin's browser, logged in with the password the hub generated at
+    its first start (/data/admin_password; the shared deployment sets no
+    AUTH_ADMIN_PASSWORD). Keeps what the hub answered to a sign-up attempt
+    under the admin's name and to the login (`signup_message`,
+    `login_result`) for the accounts test."""
     client = hub.client()
     client.signup_message = client.signup(ADMIN, PASSWORD)
-    client.login_result = client.login(ADMIN, PASSWORD)
+    client.login_result = client.login(ADMIN, hub.admin_password())
     assert client.login_result.ok, f"admin login failed: {client.login_result}"
     return client
 

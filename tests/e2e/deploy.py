@@ -129,6 +129,25 @@ class Deployment:
             client.session.verify = self.tls_ca
         return client
 
+    def admin_password(self, name=ADMIN):
+        """AUTH_ADMIN_PASSWORD if the deployment sets it, else the password
+        the hub generated at its first start, read as the README says:
+        docker exec <the hub's container> cat /data/admin_password."""
+        if self.env.get("AUTH_ADMIN_PASSWORD"):
+            return self.env["AUTH_ADMIN_PASSWORD"]
+        text = swarm.docker("exec", swarm.hub_container(), "cat", "/data/admin_password").stdout
+        found = dict(line.split(" ", 1) for line in text.splitlines()
+                     if line and not line.startswith("#"))
+        assert name in found, f"/data/admin_password has no line for {name}"
+        return found[name].strip()
+
+    def admin_client(self, name=ADMIN):
+        """A logged-in browser of the admin account the hub made at start."""
+        client = self.client(name)
+        result = client.login(name, self.admin_password(name))
+        assert result.ok, f"admin login failed: {result}"
+        return client
+
     def health(self):
         try:
             r = requests.get(self.base_url + "/hub/health", timeout=5,

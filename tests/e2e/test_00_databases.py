@@ -235,11 +235,10 @@ def test_nothing_lost_across_hub_restarts(dbs, kind, tmp_path):
     db = "jh_e2e_lifecycle"
     if kind != "sqlite":
         dbs.reset(kind, db)
-    d = deploy(**SETTINGS, HUB_DB_URL=db_url(dbs, kind, db))
+    d = deploy(**SETTINGS, HUB_DB_URL=db_url(dbs, kind, db), AUTH_ADMIN_PASSWORD=PASSWORD)
 
     with phase(f"databases {kind}: sign up, approve, log in, start a server"):
         admin = d.client()
-        assert "successful" in admin.signup(ADMIN, PASSWORD)
         assert admin.login(ADMIN, PASSWORD).ok
         for name in (RUNNER, IDLE, PENDING):
             message = d.client().signup(name, PASSWORD)
@@ -294,11 +293,12 @@ def test_url_forms(dbs):
     for kind, scheme, first in (("postgresql", "postgres", True),
                                 ("mariadb", "mysql+pymysql", True),
                                 ("mariadb", "mariadb", False)):
-        d = deploy(**SETTINGS, HUB_DB_URL=dbs.url(kind, scheme, db))
-        with phase(f"databases: {scheme}:// sign-up/login"):
+        # the first deployment of each database creates the admin account,
+        # the third finds it there
+        d = deploy(**SETTINGS, HUB_DB_URL=dbs.url(kind, scheme, db),
+                   AUTH_ADMIN_PASSWORD=PASSWORD if first else None)
+        with phase(f"databases: {scheme}:// login"):
             admin = d.client()
-            if first:
-                assert "successful" in admin.signup(ADMIN, PASSWORD)
             result = admin.login(ADMIN, PASSWORD)
             assert result.ok, f"{scheme}://: {result}"
             assert dbs.rows(kind, db, "SELECT name FROM users") == [(ADMIN,)]
@@ -383,8 +383,7 @@ def test_hub_comes_up_once_a_late_database_is_there(dbs):
         wait_for(d.health, 120, "the hub healthy after its database appeared", interval=1)
         observe(f"a database not ready at the first deploy: the hub served "
                 f"{time.monotonic() - t0:.0f}s after it was, after {len(failures())} failed starts")
-        admin = d.client()
-        assert "successful" in admin.signup(ADMIN, PASSWORD)
+        d.admin_client()  # made at this first start, with a generated password
         assert_no_secrets(swarm.hub_logs(5000), dbs, password)
     swarm.cleanup()
     psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{role}"')
@@ -493,6 +492,7 @@ def test_compose_postgres(dbs, tmp_path):
         swarm.cleanup()
         swarm.docker("volume", "rm", POSTGRES_VOLUME, check=False)
         env = stack_env(
+            AUTH_ADMIN_PASSWORD=PASSWORD,
             POSTGRES_IMAGE=None if USE_REAL else dbservers.PG_STANDIN_IMAGE,
             POSTGRES_PASSWORD_SECRET=str(secret_dir / "postgres_password"),
             JUPYTERHUB_DB_URL_SECRET=str(secret_dir / "hub_db_url"),
@@ -503,7 +503,6 @@ def test_compose_postgres(dbs, tmp_path):
 
     with phase("databases: the hub keeps its data in the postgres service"):
         admin = d.client()
-        assert "successful" in admin.signup(ADMIN, PASSWORD)
         assert admin.login(ADMIN, PASSWORD).ok
         assert psql("SELECT name FROM users") == [ADMIN]
         assert "jupyterhub.sqlite" not in dbservers.data_files()

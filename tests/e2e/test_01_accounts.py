@@ -1,20 +1,29 @@
-"""Accounts with NativeAuthenticator 1.3.0 on the pinned JupyterHub: signup,
-admin approval, refusal of unapproved users, login.
+"""Accounts with NativeAuthenticator 1.3.0 on the pinned JupyterHub: the
+admin account made at the first start (generated password), signup, admin
+approval, refusal of unapproved users, login.
 
 Login also guards the JupyterHub pin: NativeAuthenticator 1.3.0's login
 handler calls `self.statsd`, which JupyterHub 6 removed (HTTP 500 there).
 """
 
+from . import swarm
 from .conftest import ADMIN, PASSWORD, phase
 
 
 def test_signup_approval_and_login(hub, admin):
-    with phase("accounts: admin signup + login"):
-        # the admin (AUTH_ADMIN_USER) is approved at signup
-        assert "signup was successful" in admin.signup_message, admin.signup_message
-        assert admin.login_result.ok, admin.login_result
+    with phase("accounts: the admin account exists from the start, its password generated"):
+        # nobody can claim the admin name: the sign-up finds it taken
+        assert "already in use" in admin.signup_message, admin.signup_message
+        assert not hub.client().login(ADMIN, PASSWORD).ok
+        assert admin.login_result.ok, admin.login_result  # with /data/admin_password's
         me = admin.api("GET", "/user").json()
         assert me["name"] == ADMIN and me["admin"] is True, me
+        mode = swarm.docker("exec", swarm.hub_container(), "stat", "-c", "%a %U",
+                            "/data/admin_password").stdout.split()
+        assert mode == ["600", "root"], mode
+        logs = swarm.hub_logs(5000)
+        assert "/data/admin_password" in logs, logs[-2000:]
+        assert hub.admin_password() not in logs, "the generated password is in the hub's log"
 
     with phase("accounts: users sign up, await approval"):
         alice, mallory = hub.client(), hub.client()

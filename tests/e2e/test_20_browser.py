@@ -2,8 +2,8 @@
 chromium, driven by Playwright), on the shared deployment: clicks and typing
 as a person would, no API calls.
 
-1. Operator: the admin gets in (signs up as AUTH_ADMIN_USER, or logs in with
-   AUTH_ADMIN_PASSWORD when the deployment sets it); a new user signs up, is
+1. Operator: the admin logs in (the account the hub made at its first start,
+   with the generated password, or AUTH_ADMIN_PASSWORD's); a new user signs up, is
    told the request went to the admin and is refused at login; the admin
    finds "Authorize Users" in the hub's navigation bar and approves the user
    by clicking.
@@ -51,19 +51,12 @@ def operator(hub, browsers):
     with browsers.step("operator: first visit, the admin gets in"):
         admin.visit("/hub/home")
         admin.wait_for_path(r"/hub/login$")
-        password = hub.env.get("AUTH_ADMIN_PASSWORD")
-        if password:
-            observe("browser: admin account made at start-up (AUTH_ADMIN_PASSWORD): logging in")
-        else:
-            password = PASSWORD
-            admin.page.get_by_role("link", name="Sign up").click()
-            admin.wait_for_path(r"/hub/signup$")
-            message = admin.sign_up(ADMIN, password)
-            observe(f"browser: admin sign-up says: {message!r}")
-            # an earlier test module of this session may have signed up already
-            assert "signup was successful" in message or "already in use" in message, message
-            admin.visit("/hub/home")
-            admin.wait_for_path(r"/hub/login$")
+        # the account exists from the first start: AUTH_ADMIN_PASSWORD, or
+        # the generated password the README says how to read
+        password = hub.admin_password()
+        observe("browser: admin account made at start-up "
+                f"({'AUTH_ADMIN_PASSWORD' if hub.env.get('AUTH_ADMIN_PASSWORD') else '/data/admin_password'}): "
+                "logging in")
         admin.log_in(ADMIN, password)
         admin.wait_for_path(r"/hub/home$")
         expect(admin.page.locator("#start")).to_be_visible()

@@ -31,7 +31,7 @@ import pytest
 
 from . import swarm
 from .conftest import (
-    ADMIN, MISSING_IMAGE, PASSWORD, SETTINGS, check_interpolation, deploy, observe, phase,
+    MISSING_IMAGE, PASSWORD, SETTINGS, check_interpolation, deploy, observe, phase,
 )
 from .spawnwatch import start_and_watch
 from .swarm import log, wait_for
@@ -53,10 +53,7 @@ MOUNT_REASONS = ("no such device", "invalid mount config", "failed to mount loca
 @pytest.fixture(scope="module")
 def failing_hub(e2e_env):
     d = deploy(**FAILING)
-    admin = d.client()
-    admin.signup(ADMIN, PASSWORD)
-    assert admin.login(ADMIN, PASSWORD).ok
-    d.admin = admin
+    d.admin = d.admin_client()  # made at the first start, generated password
     yield d
     if os.environ.get("JHSWARM_E2E_KEEP") != "1":
         with phase("spawn failures: teardown"):

@@ -145,21 +145,68 @@ class ListHandler(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_warning_when_admins_exist_only_by_name():
+def read_generated(path):
+    """{name: password} from the generated-password file."""
+    lines = [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
+    return {name: password for name, password in lines}
+
+
+def test_without_admin_password_missing_admins_get_a_generated_one(tmp_path):
+    """Nobody can sign up as an admin: the account exists from the first
+    start, its password in a file only the hub can read; the log names the
+    file, never the password."""
     handler = ListHandler()
     logging.getLogger("test-authenticator").addHandler(handler)
+    path = tmp_path / "admin_password"
+    cfg = load_config(AUTH_ADMIN_USER="admin,boss")
+    cfg.SwarmNativeAuthenticator.admin_password_file = str(path)
     try:
-        _, _, new = make_authenticator(load_config())
-        new()
-        _, _, new_closed = make_authenticator(load_config(AUTH_ENABLE_SIGNUP="false"))
-        handler.lines.append("-- signup closed --")
-        new_closed()
+        _, db, new = make_authenticator(cfg)
+        auth = new()
     finally:
         logging.getLogger("test-authenticator").removeHandler(handler)
-    text = "\n".join(handler.lines)
-    before, after = text.split("-- signup closed --")
-    assert "Admin account 'admin' does not exist yet and sign-up is open" in before
-    assert "Admin account" not in after
+    generated = read_generated(path)
+    assert sorted(generated) == ["admin", "boss"]
+    assert len(set(generated.values())) == 2 and all(len(p) >= 20 for p in generated.values())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    for name, password in generated.items():
+        info = auth.get_user(name)
+        assert info.is_authorized and info.is_valid_password(password)
+        # sign-up under an admin name finds it taken
+        assert auth.create_user(name, "another-password-123") is None
+    log = "\n".join(handler.lines)
+    assert str(path) in log, log
+    assert not [p for p in generated.values() if p in log], "a generated password is in the log"
+
+
+def test_existing_admin_accounts_are_never_touched(tmp_path):
+    path = tmp_path / "admin_password"
+    cfg = load_config(AUTH_ADMIN_USER="admin,boss")
+    cfg.SwarmNativeAuthenticator.admin_password_file = str(path)
+    _, db, new = make_authenticator(cfg)
+    first = new()
+    before = read_generated(path)
+    first.get_user("admin").password = bcrypt.hashpw(b"changed by the admin", bcrypt.gensalt(4))
+    db.commit()
+    cfg.Authenticator.admin_users = {"admin", "boss", "chief"}  # a new admin name
+    again = new()
+    assert again.get_user("admin").is_valid_password("changed by the admin")
+    assert again.get_user("boss").is_valid_password(before["boss"])
+    after = read_generated(path)
+    assert sorted(after) == ["admin", "boss", "chief"]  # appended, the others as before
+    assert {k: after[k] for k in before} == before
+    assert again.get_user("chief").is_valid_password(after["chief"])
+
+
+def test_an_unwritable_file_still_creates_the_accounts(tmp_path):
+    """No password to read, but the name cannot be claimed either:
+    AUTH_ADMIN_PASSWORD sets one later."""
+    cfg = load_config()
+    cfg.SwarmNativeAuthenticator.admin_password_file = str(tmp_path / "missing" / "file")
+    _, _, new = make_authenticator(cfg)
+    auth = new()
+    assert auth.get_user("admin").is_authorized
+    assert auth.create_user("admin", "squatter-password-1") is None
 
 
 # -- idle culling ---------------------------------------------------------------------
