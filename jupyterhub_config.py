@@ -25,7 +25,7 @@ import re
 import shlex
 import sys
 from fractions import Fraction
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 
@@ -555,6 +555,12 @@ def parse_db_url(url):
         scheme = "mysql+pymysql"
     elif scheme != "sqlite":
         raise ValueError(f"unsupported database {parts.scheme!r}")
+    if {key.lower() for key, _ in parse_qsl(parts.query)} & {"password", "passwd"}:
+        # JupyterHub logs the URL (debug level, upgrades) masking only the
+        # user part: a password in the query would be in its log
+        raise ValueError("a password in the query is not accepted: put it in the URL as "
+                         "postgresql://user:password@host/db (percent-encoded), or give the "
+                         "whole URL in a file with HUB_DB_URL_FILE")
     credentials = split_credentials(url)
     if scheme != "sqlite" and credentials and any(c in credentials[1] for c in "@/?#"):
         # SQLAlchemy would cut the password there and connect elsewhere

@@ -115,7 +115,7 @@ def split_credentials(url):
 
 def mask_url(url):
     """The URL with its password replaced, safe for logs and errors."""
-    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)  # libpq's query form
+    url = re.sub(r"(?i)([?&](?:password|passwd)=)[^&#]*", r"\1***", url)  # query forms
     parts = split_credentials(url)
     if parts is None or ":" not in parts[1]:
         return url

@@ -42,3 +42,19 @@ def test_mask_url_hides_every_piece_of_the_password(url, masked):
 
 def test_sqlite_paths_may_hold_at_signs():
     assert parse_db_url("sqlite:////data/a@b/hub.sqlite") == "sqlite:////data/a@b/hub.sqlite"
+
+
+@pytest.mark.parametrize("key", ["password", "passwd", "PASSWORD"])
+def test_a_password_in_the_query_is_refused_and_hidden(key):
+    """JupyterHub masks only the URL's user part when it logs the database
+    URL (debug level, and on upgrade): a password in the query would be in
+    its log. Refused, naming the forms that work; the value stays hidden."""
+    message = config_error(HUB_DB_URL=f"postgresql://db/jh?user=jh&{key}=Zulu4Yankee5",
+                           SPAWNER_NETWORK_NAME="net")
+    assert "HUB_DB_URL=" in message and "Zulu4Yankee5" not in message, message
+    assert "postgresql://user:password@host/db" in message and "HUB_DB_URL_FILE" in message, message
+
+
+def test_other_query_parameters_are_kept():
+    url = "postgresql://jh:pw@db/jh?sslmode=require&connect_timeout=10"
+    assert parse_db_url(url) == "postgresql+psycopg2://jh:pw@db/jh?sslmode=require&connect_timeout=10"
