@@ -45,6 +45,7 @@ from jupyterhub_swarm import (  # noqa: E402
     anchored,
     check_database,
     check_main,
+    db_connect_args,
     mask_url,
     password_too_long,
     printable_name,
@@ -658,6 +659,10 @@ def update_hub(c, env):
         )
     hub.hub_ip = "0.0.0.0"
     hub.log_level = v["HUB_LOG_LEVEL"].upper()
+    # a database that stops answering must not freeze the hub
+    connect_args = db_connect_args(v["HUB_DB_URL"])
+    if connect_args:
+        hub.db_kwargs = {"connect_args": connect_args}
     # User servers outlive the hub: a hub restart must not stop them.
     hub.cleanup_servers = False
     # Names of swarm services (the proxy) resolved anew at each connection:

@@ -1271,6 +1271,24 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
 # The hub database, checked before the hub starts
 # --------------------------------------------------------------------------
 
+# The hub's database calls run on its event loop: a database host that stops
+# answering must not freeze it. Connecting gives up after 10 s; with
+# PostgreSQL a connection whose packets go unanswered is dropped after 60 s
+# (tcp_user_timeout) and an idle one found dead within a minute
+# (keepalives); with MySQL/MariaDB reads and writes give up after 30 s.
+DB_CONNECT_ARGS = {
+    "postgresql": {"connect_timeout": 10, "tcp_user_timeout": 60000, "keepalives": 1,
+                   "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3},
+    "mysql": {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30},
+}
+
+
+def db_connect_args(url):
+    """The driver's timeouts for the database at `url` (DB_CONNECT_ARGS)."""
+    return dict(next((args for prefix, args in DB_CONNECT_ARGS.items()
+                      if url.startswith(prefix)), {}))
+
+
 DB_CONNECT_WAIT = 30  # seconds to wait for a database that is still starting
 _AUTH_FAILURES = ("password authentication failed", "access denied", "no password supplied")
 

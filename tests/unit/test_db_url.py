@@ -5,7 +5,7 @@ connecting to whatever host SQLAlchemy would read out of the URL.
 
 import pytest
 
-from conftest import config_error
+from conftest import config_error, load_config
 from jupyterhub_config import parse_db_url
 from jupyterhub_swarm import mask_url
 
@@ -58,3 +58,62 @@ def test_a_password_in_the_query_is_refused_and_hidden(key):
 def test_other_query_parameters_are_kept():
     url = "postgresql://jh:pw@db/jh?sslmode=require&connect_timeout=10"
     assert parse_db_url(url) == "postgresql+psycopg2://jh:pw@db/jh?sslmode=require&connect_timeout=10"
+
+
+def silent_server():
+    """A TCP port that accepts connections and never answers: a database
+    host whose packets stop coming back."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, held
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_a_database_that_stops_answering_does_not_hold_the_hub(scheme):
+    """The hub's own engine settings (db_kwargs), with the real drivers,
+    against a port that never answers: the connection gives up with the
+    driver's timeout instead of waiting for ever (the hub's database calls
+    run on its event loop)."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine
+
+    server, held = silent_server()
+    port = server.getsockname()[1]
+    cfg = load_config(HUB_DB_URL=f"{scheme}://jh:pw@127.0.0.1:{port}/jh", SPAWNER_NETWORK_NAME="n")
+    # JupyterHub's own default when the configuration sets none: {}
+    kwargs = cfg.JupyterHub.db_kwargs if "db_kwargs" in cfg.JupyterHub else {}
+    engine = create_engine(cfg.JupyterHub.db_url, **kwargs)
+    outcome = {}
+
+    def connect():
+        t0 = time.monotonic()
+        try:
+            engine.connect()
+        except Exception as e:
+            outcome["error"] = str(e)
+        outcome["took"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(120)  # generous: the settings say 10 s
+    server.close()
+    assert not thread.is_alive(), "still connecting after 120 s"
+    print(f"{scheme}: gave up after {outcome['took']:.1f}s: {outcome.get('error', '')[:120]}")
+    assert "timeout" in outcome.get("error", "").lower() or \
+        "timed out" in outcome.get("error", "").lower(), outcome
