@@ -46,7 +46,8 @@ import requests
 
 from . import dbservers, swarm
 from .conftest import (
-    NOTEBOOK_IMAGE, PASSWORD, PROJECT_IMAGE, PROXY_IMAGE, SETTINGS, USE_REAL, Deployment,
+    NOTEBOOK_IMAGE, PASSWORD, PROJECT_IMAGE, PROXY_IMAGE, SETTINGS, SINGLEUSER_IMAGES, USE_REAL,
+    Deployment,
     check_interpolation, deploy, observe, phase,
 )
 from .hubclient import start_and_wait
@@ -66,6 +67,11 @@ REVISION_5_5 = "4621fec11365"
 REVISION_6_1 = "f460b0348206"
 EARLIER = {"4.0.2": REVISION_4_0, "5.5.4": REVISION_5_5}
 WRONG_PASSWORD = "Wr0ng@pass%word"
+# These tests log in afresh to a server that was running before the hub
+# restarted: a jupyterhub-singleuser 6.x server cannot reach a restarted hub
+# for up to 10 minutes (its DNS cache, test_05_hub_restart.py), so the
+# running server has a 5.x image, as the servers of the 5.5.4 era had.
+RESTART_PROOF_NOTEBOOK = SINGLEUSER_IMAGES.get("5.5") or NOTEBOOK_IMAGE or None
 SCHEMES = {"postgresql": "postgresql", "mariadb": "mysql"}  # the lifecycle's URL forms
 
 
@@ -235,7 +241,8 @@ def test_nothing_lost_across_hub_restarts(dbs, kind, tmp_path):
     db = "jh_e2e_lifecycle"
     if kind != "sqlite":
         dbs.reset(kind, db)
-    d = deploy(**SETTINGS, HUB_DB_URL=db_url(dbs, kind, db), AUTH_ADMIN_PASSWORD=PASSWORD)
+    d = deploy(**SETTINGS, HUB_DB_URL=db_url(dbs, kind, db), AUTH_ADMIN_PASSWORD=PASSWORD,
+               SPAWNER_NOTEBOOK_IMAGE=RESTART_PROOF_NOTEBOOK)
 
     with phase(f"databases {kind}: sign up, approve, log in, start a server"):
         admin = d.client()
@@ -572,7 +579,7 @@ def previous_image(dbs, tmp_path_factory):
 
 def test_running_server_survives_the_upgrade_from_5_5_4(dbs, previous_image):
     swarm.cleanup()
-    env = stack_env(JUPYTERHUB_IMAGE=previous_image)
+    env = stack_env(JUPYTERHUB_IMAGE=previous_image, SPAWNER_NOTEBOOK_IMAGE=RESTART_PROOF_NOTEBOOK)
     with phase("databases: the 5.5.4 image: accounts, a running server, a saved file"):
         d = stack_deploy(env)
         d.wait_healthy(240)
