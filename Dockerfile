@@ -12,6 +12,8 @@ RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
 # The settings, and beside them the machinery they import (spawner, proxy,
 # authenticator, checks): jupyterhub_config.py puts its own folder on sys.path.
 COPY jupyterhub_config.py jupyterhub_swarm.py /srv/jupyterhub/
+# pages of the hub that replace NativeAuthenticator's (the approval page)
+COPY templates/ /srv/jupyterhub/templates/
 # The configuration check: docker run --rm --env-file my.env <image> jupyterhub-swarm-check [user ...]
 RUN printf '#!/bin/sh\nexec python3 /srv/jupyterhub/jupyterhub_config.py "$@"\n' > /usr/local/bin/jupyterhub-swarm-check \
  && chmod 755 /usr/local/bin/jupyterhub-swarm-check

@@ -33,6 +33,7 @@ from jupyterhub_swarm import (  # noqa: E402
     DEFAULT_USERNAME_PATTERN,
     NATIVE_TEMPLATES,
     PASSWORD_MAX_BYTES,
+    SWARM_TEMPLATES,
     ConfigError,
     FreshResolver,
     Gpu,
@@ -943,8 +944,9 @@ def update_auth(c, env):
     # NativeAuthenticator's page.html adds "Authorize Users" (admins) and
     # "Change Password" to the navigation bar, but only when its templates
     # come before JupyterHub's: without this, no hub page links to
-    # /hub/authorize.
-    c.JupyterHub.template_paths = [NATIVE_TEMPLATES]
+    # /hub/authorize. The image's own (templates/: the approval page with
+    # POST forms) come first.
+    c.JupyterHub.template_paths = [SWARM_TEMPLATES, NATIVE_TEMPLATES]
     admins = split_list(v["AUTH_ADMIN_USER"], ",")
     c.Authenticator.admin_users = set(admins)
     # JupyterHub 5 allows nobody by default; NativeAuthenticator's own

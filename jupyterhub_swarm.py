@@ -39,7 +39,8 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.handlers import (ChangePasswordAdminHandler, ChangePasswordHandler,
-                                          SignUpHandler, admin_users_scope)
+                                          DiscardHandler, SignUpHandler,
+                                          ToggleAuthorizationHandler, admin_users_scope)
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 from traitlets import Bool, Dict, Instance, Integer, Tuple, Unicode, default
@@ -1084,6 +1085,34 @@ class BoundedChangePasswordAdminHandler(ChangePasswordAdminHandler):
             result_message=too_long_message(new, "The new"), alert="alert-danger"))
 
 
+# The image's own templates, before NativeAuthenticator's (config)
+SWARM_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+class PostOnly:
+    """A NativeAuthenticator handler that changes state on GET, made to
+    change it on POST only, with the XSRF token JupyterHub checks on every
+    POST (the buttons of templates/authorization-area.html). JupyterHub
+    checks no token on a GET: a link anywhere could approve or discard an
+    account once an admin followed it. A GET now only shows the page."""
+
+    @admin_users_scope
+    async def get(self, name):
+        self.redirect(self.hub.base_url + "authorize")
+
+    @admin_users_scope
+    async def post(self, name):
+        await super().get(name)  # what NativeAuthenticator's GET did
+
+
+class PostToggleAuthorizationHandler(PostOnly, ToggleAuthorizationHandler):
+    """Approve or unapprove a user: POST /hub/authorize/<name>."""
+
+
+class PostDiscardHandler(PostOnly, DiscardHandler):
+    """Discard a pending user: POST /hub/discard/<name>."""
+
+
 class CheckedLoginHandler(NativeLoginHandler):
     """NativeAuthenticator's login page, checking the password once.
 
@@ -1245,7 +1274,9 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
     def get_handlers(self, app):
         replaced = {SignUpHandler: RuledSignUpHandler, NativeLoginHandler: CheckedLoginHandler,
                     ChangePasswordHandler: BoundedChangePasswordHandler,
-                    ChangePasswordAdminHandler: BoundedChangePasswordAdminHandler}
+                    ChangePasswordAdminHandler: BoundedChangePasswordAdminHandler,
+                    ToggleAuthorizationHandler: PostToggleAuthorizationHandler,
+                    DiscardHandler: PostDiscardHandler}
         return [(path, replaced.get(handler, handler))
                 for path, handler in super().get_handlers(app)]
 

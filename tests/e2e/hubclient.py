@@ -110,8 +110,12 @@ class HubClient:
         return LoginResult(bool(ok), r.status_code, r.headers.get("Location", ""), error)
 
     def authorize(self, name):
-        """As an admin: NativeAuthenticator's approval toggle, GET /hub/authorize/<name>."""
-        r = self.get(f"/hub/authorize/{quote(name)}", allow_redirects=False)
+        """As an admin: the approval toggle, as the Authorize Users page's
+        button sends it: POST /hub/authorize/<name> with the XSRF token."""
+        self.get("/hub/authorize")  # an authenticated _xsrf cookie
+        r = self.session.post(self.url(f"/hub/authorize/{quote(name)}"),
+                              data={"_xsrf": self.hub_xsrf()}, allow_redirects=False,
+                              timeout=TIMEOUT)
         if r.status_code not in (302, 303):
             raise HubError(f"authorize {name}: HTTP {r.status_code}: {r.text[:300]}")
         return r

@@ -54,3 +54,21 @@ def test_signup_approval_and_login(hub, admin):
         r = alice.get("/hub/authorize/mallory", allow_redirects=False)
         assert r.status_code == 403, r.status_code
         assert not mallory.login("mallory", PASSWORD).ok
+
+    with phase("accounts: approving or discarding takes a POST with the XSRF token"):
+        # a link followed by the admin (a plain GET) changes nothing
+        for path in ("/hub/authorize/mallory", "/hub/discard/mallory"):
+            r = admin.get(path, allow_redirects=False)
+            assert r.status_code in (302, 303) and "mallory" not in r.headers["Location"], \
+                (path, r.status_code, r.headers.get("Location"))
+        # neither does a form posted from another site (no token)
+        r = admin.session.post(admin.url("/hub/authorize/mallory"), allow_redirects=False,
+                               timeout=30)
+        assert r.status_code == 403, r.status_code
+        assert not mallory.login("mallory", PASSWORD).ok
+        assert "mallory" in admin.get("/hub/authorize").text  # not discarded
+        # the page's own button (POST with the token) works
+        admin.authorize("mallory")
+        assert mallory.login("mallory", PASSWORD).ok
+        admin.authorize("mallory")  # and back
+        assert not hub.client().login("mallory", PASSWORD).ok

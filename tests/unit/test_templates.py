@@ -13,8 +13,9 @@ from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoad
 from conftest import load_config
 
 
-def render_home(template_paths, admin):
-    """home.html through a loader built like JupyterHub.init_tornado_settings's."""
+def environment(template_paths):
+    """A Jinja environment whose loader is built like
+    JupyterHub.init_tornado_settings's."""
     from jupyterhub.app import JupyterHub
 
     base = JupyterHub()._template_paths_default()[0]
@@ -22,7 +23,11 @@ def render_home(template_paths, admin):
         PrefixLoader({"templates": FileSystemLoader([base])}, "/"),
         FileSystemLoader(list(template_paths) + [base]),
     ])
-    env = Environment(loader=loader, autoescape=True, undefined=ChainableUndefined)
+    return Environment(loader=loader, autoescape=True, undefined=ChainableUndefined)
+
+
+def render_home(template_paths, admin):
+    env = environment(template_paths)
     return env.get_template("home.html").render(
         base_url="/hub/",
         user={"name": "someone", "admin": admin},
@@ -46,3 +51,27 @@ def test_nav_bar_links_admins_to_the_approval_page(admin):
 def test_without_the_setting_no_page_links_there():
     """What the hub served before: JupyterHub's page.html alone."""
     assert "Authorize Users" not in render_home([], admin=True)
+
+
+def test_approval_page_changes_state_only_by_post_with_the_xsrf_token():
+    """The Authorize Users page: every state change a POST form with the
+    token; no link that approves or discards (NativeAuthenticator's own page
+    has <a href=".../authorize/<name>"> links, which a GET follows)."""
+    import re
+    from types import SimpleNamespace
+
+    env = environment(load_config().JupyterHub.template_paths)
+    users = [SimpleNamespace(username="pending1", is_authorized=False, has_2fa=False, email=""),
+             SimpleNamespace(username="ok1", is_authorized=True, has_2fa=False, email="")]
+    html = env.get_template("authorization-area.html").render(
+        base_url="/hub/", users=users, ask_email=False, xsrf="TOKEN123",
+        user={"name": "admin", "admin": True}, parsed_scopes={"admin-ui"},
+        static_url=lambda *a, **k: "/hub/static/x", services=[])
+    forms = re.findall(r'<form method="post" action="([^"]+)"[^>]*>\s*'
+                       r'<input type="hidden" name="_xsrf" value="TOKEN123"/>\s*'
+                       r'<button type="submit"[^>]*>(\w+)</button>', html)
+    assert sorted(forms) == [("/hub/authorize/ok1", "Unauthorize"),
+                             ("/hub/authorize/pending1", "Authorize"),
+                             ("/hub/discard/pending1", "Discard")], forms
+    assert not re.search(r'href="[^"]*/(authorize|discard)/', html), "a state-changing link"
+    assert 'id="pending1"' in html and 'id="ok1"' in html  # quoted
