@@ -19,6 +19,7 @@ COMPOSE_FILE = ROOT / "docker-compose.swarm.yml"
 DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "/usr/bin/docker"
 STACK = os.environ.get("JHSWARM_E2E_STACK", "jhe2e")
 NETWORK = "jupyterhub_network"
+INTERNAL_NETWORK = f"{STACK}_jupyterhub_internal"  # hub <-> proxy API <-> database
 HUB_SERVICE = f"{STACK}_jupyterhub"
 PROXY_SERVICE = f"{STACK}_proxy"
 DATA_VOLUME = f"{STACK}_jupyterhub-data"
@@ -245,15 +246,15 @@ def cleanup(timeout=120):
 
     wait_for(gone, timeout, "stack and user services (and their containers) to go")
 
-    def network_gone():
+    def networks_gone():
         names = docker("network", "ls", "--format", "{{.Name}}").stdout.split()
-        if NETWORK not in names:
-            return True
-        # `stack rm` may have run while user services still used it
-        docker("network", "rm", NETWORK, check=False)
-        return False
+        left = [n for n in (NETWORK, INTERNAL_NETWORK) if n in names]
+        for name in left:
+            # `stack rm` may have run while user services still used it
+            docker("network", "rm", name, check=False)
+        return not left
 
-    wait_for(network_gone, timeout, f"network {NETWORK} to go", interval=1)
+    wait_for(networks_gone, timeout, f"networks {NETWORK}, {INTERNAL_NETWORK} to go", interval=1)
 
     volumes = [
         v
@@ -288,7 +289,7 @@ def proxy_routes():
         "if d:  # internal TLS: the proxy's API wants the hub's certificate\n"
         "    c = ssl.create_default_context(cafile=d + '/hub-ca_trust.crt')\n"
         "    c.load_cert_chain(d + '/hub-internal/hub-internal.crt', d + '/hub-internal/hub-internal.key')\n"
-        "r = u.Request(('https' if d else 'http') + '://proxy:8001/api/routes',"
+        "r = u.Request(('https' if d else 'http') + '://proxy-api:8001/api/routes',"
         " headers={'Authorization': 'token ' + os.environ['CONFIGPROXY_AUTH_TOKEN']})\n"
         "print(u.urlopen(r, timeout=10, context=c).read().decode())\n"
     )
@@ -296,3 +297,39 @@ def proxy_routes():
     if not container:
         raise DockerError("no running hub container")
     return json.loads(docker("exec", container, "python3", "-c", script).stdout)
+
+
+# What a user's notebook can reach: run inside the server's container.
+REACH = (
+    "import json, socket, sys, urllib.request\n"
+    "out = {}\n"
+    "for name, (host, port, path) in json.loads(sys.argv[1]).items():\n"
+    "    try:\n"
+    "        socket.getaddrinfo(host, port)\n"
+    "    except OSError as e:\n"
+    "        out[name] = 'no such name'; continue\n"
+    "    try:\n"
+    "        s = socket.create_connection((host, port), timeout=5); s.close()\n"
+    "    except OSError as e:\n"
+    "        out[name] = 'refused: ' + type(e).__name__; continue\n"
+    "    if path is None:\n"
+    "        out[name] = 'connected'; continue\n"
+    "    try:\n"
+    "        r = urllib.request.urlopen(f'http://{host}:{port}{path}', timeout=10)\n"
+    "        out[name] = f'HTTP {r.status}'\n"
+    "    except urllib.error.HTTPError as e:\n"
+    "        out[name] = f'HTTP {e.code}'\n"
+    "    except OSError as e:\n"
+    "        out[name] = 'refused: ' + type(e).__name__\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def reach_from(service, targets):
+    """{name: what a process in `service`'s container got}: 'no such name',
+    'refused: <error>', 'connected' or 'HTTP <status>', for targets
+    {name: (host, port, path or None)}."""
+    container = container_of(service)
+    if not container:
+        raise DockerError(f"no running container of {service}")
+    return json.loads(docker("exec", container, "python3", "-c", REACH, json.dumps(targets)).stdout)

@@ -522,6 +522,21 @@ def test_compose_postgres(dbs, tmp_path):
         pg_logs = swarm.docker("service", "logs", "--raw", POSTGRES_SERVICE, check=False)
         assert password not in pg_logs.stdout + pg_logs.stderr
 
+    with phase("databases: a user's server cannot reach the database"):
+        start_and_wait(admin, ADMIN)
+        seen = swarm.reach_from("jupyter-admin", {
+            "database": ("postgres", 5432, None),
+            "database at its address": (
+                swarm.docker_json("inspect", swarm.container_of(POSTGRES_SERVICE))[0]
+                ["NetworkSettings"]["Networks"][swarm.INTERNAL_NETWORK]["IPAddress"], 5432, None),
+            "hub API": ("jupyterhub", 8001, "/hub/api/"),
+        })
+        observe(f"databases: from a user server: {seen}")
+        assert seen["database"] == "no such name", seen
+        assert seen["database at its address"].startswith("refused"), seen
+        assert seen["hub API"] == "HTTP 200", seen
+        admin.stop_server(ADMIN)
+
     with phase("databases: postgres service restarted: nothing lost"):
         old = swarm.running_task(POSTGRES_SERVICE)["ID"]
         swarm.docker("service", "update", "--force", "--detach", POSTGRES_SERVICE, timeout=60)

@@ -119,7 +119,7 @@ def test_internal_tls_end_to_end(tls_hub):
         seen = probe({
             "user server": f"{host}:8888/user/admin/api",
             "hub": f"jupyterhub:{hub_port}/hub/health",
-            "proxy API": "proxy:8001/api/routes",
+            "proxy API": "proxy-api:8001/api/routes",
         })
         observe(f"internal TLS probes: {seen}")
         for name, results in seen.items():

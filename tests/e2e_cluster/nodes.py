@@ -7,6 +7,7 @@ Service-level helpers go through tests/e2e/swarm.py, which must point at the
 manager (Cluster.target()); container-level ones ask the node's own engine.
 """
 
+import json
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -140,6 +141,16 @@ class Cluster:
         container = task["Status"]["ContainerStatus"]["ContainerID"]
         raw = self.docker(node, "exec", container, "cat", "/proc/1/environ").stdout
         return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+    def reach_from(self, service, targets):
+        """What the server's container can reach (swarm.REACH), run on the
+        node that runs it."""
+        task = self.running_task(service)
+        node = self.hostnames[task["NodeID"]]
+        container = task["Status"]["ContainerStatus"]["ContainerID"]
+        out = self.docker(node, "exec", container, "python3", "-c", swarm.REACH,
+                          json.dumps(targets)).stdout
+        return json.loads(out)
 
     def gpus_of(self, service):
         """The GPU ids swarm gave the server (its DOCKER_RESOURCE_NVIDIA-GPU)."""

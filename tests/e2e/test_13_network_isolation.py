@@ -1,0 +1,46 @@
+"""A user's server reaches the hub's API and the public proxy port, nothing
+else of the stack: the proxy's API and the hub's database are on the
+stack's internal overlay (jupyterhub_internal), which user servers never
+join, and the proxy's API listens only on its address there.
+
+Probed from inside the running server's container (docker exec), as code in
+a notebook would: names, TCP connections, HTTP. The stack database of
+docker-compose.postgres.yml is probed the same way in
+test_00_databases.py::test_compose_postgres.
+"""
+
+from . import swarm
+from .conftest import observe, phase
+from .hubclient import start_and_wait
+
+NAME = "walled"
+SERVICE = "jupyter-walled"
+
+
+def proxy_internal_address():
+    container = swarm.container_of(swarm.PROXY_SERVICE)
+    networks = swarm.docker_json("inspect", container)[0]["NetworkSettings"]["Networks"]
+    return networks[swarm.INTERNAL_NETWORK]["IPAddress"]
+
+
+def test_a_user_server_reaches_the_hub_api_and_the_proxy_only(hub, make_user):
+    user = make_user(NAME)
+    start_and_wait(user)
+    with phase("network: what the user's server can reach"):
+        seen = swarm.reach_from(SERVICE, {
+            "hub API": ("jupyterhub", 8001, "/hub/api/"),
+            "public proxy port": ("proxy", 8000, "/hub/health"),
+            "proxy API by the proxy's name": ("proxy", 8001, None),
+            "proxy API by its internal name": ("proxy-api", 8001, None),
+            "proxy API at its internal address": (proxy_internal_address(), 8001, None),
+        })
+        observe(f"network: from a user server: {seen}")
+        assert seen["hub API"] == "HTTP 200", seen
+        assert seen["public proxy port"] == "HTTP 200", seen
+        assert seen["proxy API by the proxy's name"].startswith("refused"), seen
+        assert seen["proxy API by its internal name"] == "no such name", seen
+        assert seen["proxy API at its internal address"].startswith("refused"), seen
+    with phase("network: JupyterLab works through the proxy"):
+        user.open_server()
+        assert "started" in user.server_status()
+        user.stop_server(NAME)
