@@ -417,7 +417,9 @@ def test_upgrade_from_earlier_image(dbs, kind, version):
             old_url = "sqlite:///" + dbservers.SQLITE_PATH
         else:
             dbs.reset(kind, db)
-            old_url = dbs.url(kind, SCHEMES[kind] + ("+pymysql" if kind == "mariadb" else ""),
+            # the drivers named: SQLAlchemy 2.1 (which pip gives JupyterHub
+            # 5.5.4 today) makes psycopg 3 the default for postgresql://
+            old_url = dbs.url(kind, SCHEMES[kind] + ("+pymysql" if kind == "mariadb" else "+psycopg2"),
                               db, host="127.0.0.1")
         made = dbservers.make_old_database(old_url, OLD_USERS, ADMIN, version=version)
         assert made["jupyterhub"] == version and made["revision"] == old_revision, made
