@@ -116,6 +116,8 @@ class HubClient:
         r = self.session.post(self.url(f"/hub/authorize/{quote(name)}"),
                               data={"_xsrf": self.hub_xsrf()}, allow_redirects=False,
                               timeout=TIMEOUT)
+        if r.status_code == 405:  # an earlier image's hub (5.5.4): approval on GET
+            r = self.get(f"/hub/authorize/{quote(name)}", allow_redirects=False)
         if r.status_code not in (302, 303):
             raise HubError(f"authorize {name}: HTTP {r.status_code}: {r.text[:300]}")
         return r
