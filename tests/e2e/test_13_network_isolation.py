@@ -4,7 +4,11 @@ stack's internal overlay (jupyterhub_internal), which user servers never
 join, and the proxy's API listens only on its address there.
 
 Probed from inside the running server's container (docker exec), as code in
-a notebook would: names, TCP connections, HTTP. The stack database of
+a notebook would: names, TCP connections, HTTP. (Not probed: the internal
+network's addresses themselves. The overlays are separate networks and a
+node has no route into them, but on the test machines every TCP connection
+to an address outside the node is accepted by the egress proxy, so such a
+probe "connects" whatever the stack does.) The stack database of
 docker-compose.postgres.yml is probed the same way in
 test_00_databases.py::test_compose_postgres.
 """
@@ -17,12 +21,6 @@ NAME = "walled"
 SERVICE = "jupyter-walled"
 
 
-def proxy_internal_address():
-    container = swarm.container_of(swarm.PROXY_SERVICE)
-    networks = swarm.docker_json("inspect", container)[0]["NetworkSettings"]["Networks"]
-    return networks[swarm.INTERNAL_NETWORK]["IPAddress"]
-
-
 def test_a_user_server_reaches_the_hub_api_and_the_proxy_only(hub, make_user):
     user = make_user(NAME)
     start_and_wait(user)
@@ -32,14 +30,12 @@ def test_a_user_server_reaches_the_hub_api_and_the_proxy_only(hub, make_user):
             "public proxy port": ("proxy", 8000, "/hub/health"),
             "proxy API by the proxy's name": ("proxy", 8001, None),
             "proxy API by its internal name": ("proxy-api", 8001, None),
-            "proxy API at its internal address": (proxy_internal_address(), 8001, None),
         })
         observe(f"network: from a user server: {seen}")
         assert seen["hub API"] == "HTTP 200", seen
         assert seen["public proxy port"] == "HTTP 200", seen
         assert seen["proxy API by the proxy's name"].startswith("refused"), seen
         assert seen["proxy API by its internal name"] == "no such name", seen
-        assert seen["proxy API at its internal address"].startswith("refused"), seen
     with phase("network: JupyterLab works through the proxy"):
         user.open_server()
         assert "started" in user.server_status()
