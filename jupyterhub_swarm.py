@@ -861,20 +861,25 @@ async def remove_leftovers(app, hub_name, log, client=None):
     # what this hub owns, read after the listing: a spawn that began before
     # it is active now; each name is checked again right before its removal
     services, secrets_ = find_leftovers(found, found_secrets, owned_services(app))
-    removed = ([], [])
-    for (ident, name), kind, method, done in (
-            *[(x, "service", client.remove_service, removed[0]) for x in services],
-            *[(x, "secret", client.remove_secret, removed[1]) for x in secrets_]):
-        if kind == "service" and name in owned_services(app):
-            continue
-        try:
-            await asyncio.to_thread(method, ident)
-        except NotFound:
-            continue
-        except Exception as e:
-            log.warning("Could not remove leftover %s %s: %s", kind, name, e)
-            continue
-        done.append(name)
+
+    async def remove(kind, method, leftovers):
+        """Names of `leftovers` ([(id, name)]) removed with `method`."""
+        done = []
+        for ident, name in leftovers:
+            if kind == "service" and name in owned_services(app):
+                continue  # a spawn began meanwhile
+            try:
+                await asyncio.to_thread(method, ident)
+            except NotFound:
+                continue
+            except Exception as e:
+                log.warning("Could not remove leftover %s %s: %s", kind, name, e)
+                continue
+            done.append(name)
+        return done
+
+    removed = (await remove("service", client.remove_service, services),
+               await remove("secret", client.remove_secret, secrets_))
     if removed[0] or removed[1]:
         log.warning("Removed what an earlier run of this hub left behind: services %s; "
                     "TLS secrets %s", ", ".join(removed[0]) or "none",
