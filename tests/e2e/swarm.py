@@ -325,6 +325,24 @@ REACH = (
 )
 
 
+# From a user server: what must answer, and what must not (test_13, and
+# tests/e2e_cluster/test_04 from a server on a worker)
+WALL_PROBES = {
+    "hub API": ("jupyterhub", 8001, "/hub/api/"),
+    "public proxy port": ("proxy", 8000, "/hub/health"),
+    "proxy API by the proxy's name": ("proxy", 8001, None),
+    "proxy API by its internal name": ("proxy-api", 8001, None),
+}
+
+
+def assert_walled_off(seen):
+    """What reach_from(service, WALL_PROBES) saw, as the stack must have it."""
+    assert seen["hub API"] == "HTTP 200", seen
+    assert seen["public proxy port"] == "HTTP 200", seen
+    assert seen["proxy API by the proxy's name"].startswith("refused"), seen
+    assert seen["proxy API by its internal name"] == "no such name", seen
+
+
 def reach_from(service, targets):
     """{name: what a process in `service`'s container got}: 'no such name',
     'refused: <error>', 'connected' or 'HTTP <status>', for targets
