@@ -177,9 +177,10 @@ class Deployment:
         return time.monotonic() - t0
 
 
-def deploy(tls_ca=None, **overrides):
+def deploy(tls_ca=None, extra_files=(), **overrides):
     """Deploy the stack from scratch with the e2e defaults plus `overrides`
-    (None removes a variable); wait until /hub/health answers through the
+    (None removes a variable), merging the compose files `extra_files` after
+    the stack file (swarm.stack_deploy); wait until /hub/health answers through the
     proxy (over HTTPS, trusting `tls_ca`, when given). Returns the Deployment."""
     if swarm.HOST is None:  # the local engine; tests/e2e_cluster locks its own
         hold_engine_lock()
@@ -195,7 +196,7 @@ def deploy(tls_ca=None, **overrides):
     env.update(overrides)
     env = {k: v for k, v in env.items() if v is not None}
     with phase("docker stack deploy"):
-        swarm.stack_deploy(env)
+        swarm.stack_deploy(env, extra_files)
     check_interpolation(env)
     d = Deployment(port, env, tls_ca=tls_ca)
     Deployment.current = d

@@ -218,11 +218,14 @@ def deploy_env(values):
     return env
 
 
-def stack_deploy(values):
-    """`docker stack deploy` the project's compose file with these variables."""
+def stack_deploy(values, extra_files=()):
+    """`docker stack deploy` the project's compose file with these variables,
+    and after it `extra_files` (opt-in compose files, paths from the
+    repository's root), merged by docker as with several -c."""
+    files = [a for f in extra_files for a in ("-c", str(f))]
     docker(
         "stack", "deploy", "--resolve-image", "never",
-        "-c", str(COMPOSE_FILE), STACK,
+        "-c", str(COMPOSE_FILE), *files, STACK,
         env=deploy_env(values), cwd=str(ROOT),
     )
 
