@@ -5,6 +5,13 @@
 ARG BASE_IMAGE=quay.io/jupyterhub/jupyterhub:6.1.1
 FROM ${BASE_IMAGE}
 
+# HAProxy for the stack's docker-api service, which filters the hub's calls
+# to the engine (docker-api-proxy.cfg)
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy \
+ && rm -rf /var/lib/apt/lists/* \
+ && haproxy -v
+
 COPY requirements.txt /tmp/requirements.txt
 RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
@@ -12,6 +19,9 @@ RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
 # The settings, and beside them the machinery they import (spawner, proxy,
 # authenticator, checks): jupyterhub_config.py puts its own folder on sys.path.
 COPY jupyterhub_config.py jupyterhub_swarm.py /srv/jupyterhub/
+# the docker-api service's configuration (the same image, another entrypoint)
+COPY docker-api-proxy.cfg /srv/jupyterhub/
+RUN haproxy -c -f /srv/jupyterhub/docker-api-proxy.cfg
 # pages of the hub that replace NativeAuthenticator's (the approval page)
 COPY templates/ /srv/jupyterhub/templates/
 # The configuration check: docker run --rm --env-file my.env <image> jupyterhub-swarm-check [user ...]

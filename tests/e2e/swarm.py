@@ -22,6 +22,8 @@ NETWORK = "jupyterhub_network"
 INTERNAL_NETWORK = f"{STACK}_jupyterhub_internal"  # hub <-> proxy API <-> database
 HUB_SERVICE = f"{STACK}_jupyterhub"
 PROXY_SERVICE = f"{STACK}_proxy"
+DOCKER_API_SERVICE = f"{STACK}_docker-api"  # the engine's API, filtered, for the hub
+DOCKER_NETWORK = f"{STACK}_jupyterhub_docker"  # hub <-> docker-api
 DATA_VOLUME = f"{STACK}_jupyterhub-data"
 USER_SERVICE_PREFIX = "jupyter-"
 USER_VOLUME_PREFIX = "jupyterhub-user-"
@@ -117,6 +119,10 @@ def free_port(preferred=18000, tries=200):
 def service_names(prefix=""):
     out = docker("service", "ls", "--format", "{{.Name}}").stdout.split()
     return [name for name in out if name.startswith(prefix)]
+
+
+def network_id(name):
+    return docker("network", "inspect", "-f", "{{.Id}}", name).stdout.strip()
 
 
 def user_services():
@@ -335,6 +341,7 @@ WALL_PROBES = {
     "public proxy port": ("proxy", 8000, "/hub/health"),
     "proxy API by the proxy's name": ("proxy", 8001, None),
     "proxy API by its internal name": ("proxy-api", 8001, None),
+    "engine API (docker-api)": ("docker-api", 2375, None),
 }
 
 
@@ -344,6 +351,7 @@ def assert_walled_off(seen):
     assert seen["public proxy port"] == "HTTP 200", seen
     assert seen["proxy API by the proxy's name"].startswith("refused"), seen
     assert seen["proxy API by its internal name"] == "no such name", seen
+    assert seen["engine API (docker-api)"] == "no such name", seen
 
 
 def reach_from(service, targets):

@@ -34,7 +34,7 @@ def hub(cluster_hub, cluster):
 
 def test_stack_runs_on_the_manager_and_uses_its_engine(hub, cluster):
     with phase("cluster: stack services and their nodes"):
-        for service in (swarm.HUB_SERVICE, swarm.PROXY_SERVICE):
+        for service in (swarm.HUB_SERVICE, swarm.PROXY_SERVICE, swarm.DOCKER_API_SERVICE):
             assert cluster.node_of(service) == cluster.manager, service
         anchor = f"{swarm.STACK}_network-anchor"
         nodes = sorted(
@@ -44,11 +44,13 @@ def test_stack_runs_on_the_manager_and_uses_its_engine(hub, cluster):
         )
         assert nodes == sorted(cluster.nodes), f"{anchor} runs on {nodes}"
 
-    with phase("cluster: the hub talks to node1's engine"):
-        mounts = cluster.spec_of(swarm.HUB_SERVICE)["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    with phase("cluster: the hub talks to node1's engine, through docker-api"):
+        mounts = cluster.spec_of(swarm.DOCKER_API_SERVICE)["TaskTemplate"]["ContainerSpec"]["Mounts"]
         sock = [m for m in mounts if m["Target"] == "/var/run/docker.sock"]
         assert [m["Source"] for m in sock] == [cluster.manager_sock], mounts
-        # what the hub's docker client (dockerspawner's) is connected to
+        hub_mounts = cluster.spec_of(swarm.HUB_SERVICE)["TaskTemplate"]["ContainerSpec"]["Mounts"]
+        assert not [m for m in hub_mounts if "docker.sock" in m["Target"]], hub_mounts
+        # what the hub's docker client (dockerspawner's, DOCKER_HOST) is connected to
         container = swarm.hub_container()
         name = swarm.docker(
             "exec", container, "python3", "-c",
