@@ -9,7 +9,8 @@ FROM ${BASE_IMAGE}
 # to the engine (docker-api-proxy.cfg)
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && haproxy -v
 
 COPY requirements.txt /tmp/requirements.txt
