@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # the variables are for the scripts that source it
 # Helpers shared by the scripts in scripts/ (env-up.sh, db-up.sh, browser-up.sh,
-# cluster.sh, test.sh), sourced right after their `set -Eeuo pipefail`; never
-# run on its own. It holds:
+# cluster.sh, test.sh, with-env-file.sh), sourced right after their
+# `set -Eeuo pipefail`; never run on its own. It holds:
 #   - the repository's paths, and the stand-in image tags and pinned versions
 #     that several scripts name
 #   - logging and errors: log, die, need_root, the ERR trap (on_err: file:line

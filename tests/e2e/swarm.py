@@ -298,8 +298,10 @@ def proxy_routes():
         "if d:  # internal TLS: the proxy's API wants the hub's certificate\n"
         "    c = ssl.create_default_context(cafile=d + '/hub-ca_trust.crt')\n"
         "    c.load_cert_chain(d + '/hub-internal/hub-internal.crt', d + '/hub-internal/hub-internal.key')\n"
+        "f = os.environ.get('CONFIGPROXY_AUTH_TOKEN_FILE')  # docker-compose.secrets.yml\n"
+        "t = open(f).read().strip() if f else os.environ['CONFIGPROXY_AUTH_TOKEN']\n"
         "r = u.Request(('https' if d else 'http') + '://proxy-api:8001/api/routes',"
-        " headers={'Authorization': 'token ' + os.environ['CONFIGPROXY_AUTH_TOKEN']})\n"
+        " headers={'Authorization': 'token ' + t})\n"
         "print(u.urlopen(r, timeout=10, context=c).read().decode())\n"
     )
     container = hub_container()

@@ -58,8 +58,7 @@ def test_stack_file_passes_every_variable_through():
     text = (ROOT / "docker-compose.swarm.yml").read_text()
     hub = text[text.index("  jupyterhub:"):text.index("\nvolumes:")]
     keys = set(re.findall(r"^      ([A-Z][A-Z0-9_]+):", hub, re.M))
-    # the stack hands the proxy token to both services itself
-    expected = config_variables() - {"CONFIGPROXY_AUTH_TOKEN_FILE"}
+    expected = config_variables()
     assert expected <= keys, sorted(expected - keys)
 
 
