@@ -29,11 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote
 
+import docker as docker_py
 from aiohttp import ThreadedResolver
 from dockerspawner import DockerSpawner, SwarmSpawner
 from docker.errors import APIError, NotFound
 from docker.types import (DriverConfig, Mount, NetworkAttachmentConfig, RestartPolicy,
                           SecretReference)
+from jupyterhub import orm
+from jupyterhub.handlers import BaseHandler
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
@@ -848,8 +851,6 @@ async def remove_leftovers(app, hub_name, log, client=None):
     hub's that no server of this hub owns (a hub killed mid-spawn leaves
     them: the database never learnt of them). Never anything without this
     hub's label: another stack's or another hub's objects stay."""
-    import docker as docker_py
-
     client = client or docker_py.APIClient(version="auto", **docker_py.utils.kwargs_from_env())
     label = {"label": f"{HUB_LABEL}={hub_name}"}
     try:
@@ -1283,7 +1284,7 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
                     ToggleAuthorizationHandler: PostToggleAuthorizationHandler,
                     DiscardHandler: PostDiscardHandler}
         return [(path, replaced.get(handler, handler))
-                for path, handler in super().get_handlers(app)]
+                for path, handler in super().get_handlers(app)] + [(r"/cluster", ClusterHandler)]
 
     def bootstrap_admins(self, password):
         import bcrypt
@@ -1301,6 +1302,165 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
                 info.password, info.is_authorized = hashed, True
                 self.log.info("Reset the password of admin account %r", name)
         self.db.commit()
+
+
+# --------------------------------------------------------------------------
+# The cluster page for admins (/hub/cluster): nodes and the servers on them
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServerRow:
+    user: str  # "" for a user service this hub does not know
+    server: str  # the named server's name; "" for the default one
+    service: str
+    image: str
+    state: str  # swarm's task state
+    age: float  # seconds since the service was created
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    hostname: str
+    role: str
+    availability: str
+    state: str
+    platform: str  # os/architecture
+    labels: tuple  # ((key, value), ...), sorted
+    cpus: float  # what the node advertises
+    memory: int  # bytes
+    cpus_reserved: float  # what its tasks reserve
+    memory_reserved: int
+    generic: tuple  # ((kind, advertised, reserved), ...): GPUs and the like
+    servers: tuple  # ServerRow, ...
+
+
+def _generic(resources):
+    """{kind: count} of a list of swarm GenericResources (discrete ones
+    count their value, named ones one each)."""
+    counts = {}
+    for r in resources or ():
+        if "DiscreteResourceSpec" in r:
+            spec = r["DiscreteResourceSpec"]
+            counts[spec["Kind"]] = counts.get(spec["Kind"], 0) + int(spec.get("Value", 0))
+        elif "NamedResourceSpec" in r:
+            kind = r["NamedResourceSpec"]["Kind"]
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _created_at(stamp):
+    """Seconds since the epoch of docker's RFC 3339 time (nanoseconds cut)."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp.replace("Z", "+00:00"))
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def cluster_rows(nodes, services, tasks, owners, now, prefix="jupyter-"):
+    """The cluster page's rows from docker's node, service and task lists:
+    (NodeRow per node, by hostname; ServerRow of user servers not on a node
+    yet). A task counts while swarm wants it running; `owners` maps a
+    service's name to its (user, server name); other services whose name
+    starts with `prefix` (the spawner's) are shown without a user. Pure."""
+    by_id = {s["ID"]: s for s in services}
+    live = [t for t in tasks if t.get("DesiredState") == "running"]
+    placed, waiting = {}, []
+    for t in live:
+        service = by_id.get(t.get("ServiceID"))
+        if service is None:
+            continue
+        name = service["Spec"]["Name"]
+        if name in owners or name.startswith(prefix):
+            user, server = owners.get(name, ("", ""))
+            row = ServerRow(user, server, name, t["Spec"]["ContainerSpec"]["Image"].split("@")[0],
+                            t["Status"]["State"], max(0.0, now - _created_at(service["CreatedAt"])))
+            if t.get("NodeID"):
+                placed.setdefault(t["NodeID"], []).append(row)
+            else:
+                waiting.append(row)
+    rows = []
+    for n in nodes:
+        desc, spec = n.get("Description", {}), n.get("Spec", {})
+        res = desc.get("Resources", {})
+        mine = [t for t in live if t.get("NodeID") == n["ID"]]
+        reserved = [t["Spec"].get("Resources", {}).get("Reservations", {}) for t in mine]
+        advertised, used = _generic(res.get("GenericResources")), {}
+        for r in reserved:
+            for kind, count in _generic(r.get("GenericResources")).items():
+                used[kind] = used.get(kind, 0) + count
+        platform = desc.get("Platform", {})
+        rows.append(NodeRow(
+            hostname=desc.get("Hostname", n["ID"]),
+            role=spec.get("Role", ""), availability=spec.get("Availability", ""),
+            state=n.get("Status", {}).get("State", ""),
+            platform=f"{platform.get('OS', '?')}/{platform.get('Architecture', '?')}",
+            labels=tuple(sorted(spec.get("Labels", {}).items())),
+            cpus=res.get("NanoCPUs", 0) / 1e9, memory=res.get("MemoryBytes", 0),
+            cpus_reserved=sum(r.get("NanoCPUs", 0) for r in reserved) / 1e9,
+            memory_reserved=sum(r.get("MemoryBytes", 0) for r in reserved),
+            generic=tuple((k, advertised.get(k, 0), used.get(k, 0))
+                          for k in sorted(set(advertised) | set(used))),
+            servers=tuple(sorted(placed.get(n["ID"], ()), key=lambda r: r.service))))
+    return tuple(sorted(rows, key=lambda r: r.hostname)), tuple(waiting)
+
+
+class ClusterView:
+    """Docker's node, service and task lists, read at most every `max_age`
+    seconds however many admins look: one read at a time, in a thread, so
+    the hub's event loop never waits for the engine."""
+
+    def __init__(self, max_age=5.0, client=None):
+        self.max_age = max_age
+        self._client = client
+        self._lock = asyncio.Lock()
+        self._read = None  # (nodes, services, tasks, monotonic time, wall time)
+        self.reads = 0  # how often the engine was asked (the tests look)
+
+    def _fetch(self):
+        if self._client is None:
+            self._client = docker_py.APIClient(version="auto", **docker_py.utils.kwargs_from_env())
+        c = self._client
+        return c.nodes(), c.services(), c.tasks(filters={"desired-state": "running"})
+
+    async def get(self):
+        async with self._lock:
+            if self._read is None or time.monotonic() - self._read[3] >= self.max_age:
+                nodes, services, tasks = await asyncio.to_thread(self._fetch)
+                self.reads += 1
+                self._read = (nodes, services, tasks, time.monotonic(), time.time())
+            return self._read
+
+
+CLUSTER = ClusterView()
+
+
+class ClusterHandler(BaseHandler):
+    """/hub/cluster: every node of the swarm and the user servers on it, for
+    admins (403 for everyone else)."""
+
+    def owners(self):
+        """{service name: (user, server name)} of the servers the hub runs."""
+        found = {}
+        for orm_spawner in self.db.query(orm.Spawner).filter(orm.Spawner.server_id.isnot(None)):
+            user = self.users[orm_spawner.user]
+            spawner = user.spawners[orm_spawner.name]
+            found[spawner.object_name] = (user.name, orm_spawner.name)
+        return found
+
+    @web.authenticated
+    async def get(self):
+        if not self.current_user.admin:
+            raise web.HTTPError(403, "The cluster page is for admins.")
+        error, nodes, waiting, read_at = None, (), (), None
+        try:
+            node_list, services, tasks, _, read_at = await CLUSTER.get()
+            nodes, waiting = cluster_rows(node_list, services, tasks, self.owners(), time.time())
+        except Exception as e:  # the engine is away: say so on the page
+            self.log.warning("The cluster page could not read the swarm: %s", e)
+            error = f"Could not read the swarm from the engine: {type(e).__name__}"
+        html = await self.render_template(
+            "cluster.html", nodes=nodes, waiting=waiting, error=error,
+            read_at=datetime.fromtimestamp(read_at).strftime("%H:%M:%S") if read_at else None,
+            max_age=CLUSTER.max_age)
+        self.finish(html)
 
 
 # --------------------------------------------------------------------------

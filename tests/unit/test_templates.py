@@ -75,3 +75,28 @@ def test_approval_page_changes_state_only_by_post_with_the_xsrf_token():
                              ("/hub/discard/pending1", "Discard")], forms
     assert not re.search(r'href="[^"]*/(authorize|discard)/', html), "a state-changing link"
     assert 'id="pending1"' in html and 'id="ok1"' in html  # quoted
+
+
+@pytest.mark.parametrize("admin", [True, False])
+def test_nav_bar_links_admins_to_the_cluster_page(admin):
+    html = render_home(load_config().JupyterHub.template_paths, admin)
+    assert ('href="/hub/cluster"' in html) is admin
+
+
+def test_cluster_page_shows_nodes_and_servers_escaped():
+    from jupyterhub_swarm import NodeRow, ServerRow
+
+    env = environment(load_config().JupyterHub.template_paths)
+    server = ServerRow("ann", "", "jupyter-ann", "nb:<1>", "running", 7300.0)
+    node = NodeRow("box<script>", "worker", "drain", "ready", "linux/aarch64",
+                   (("zone", 'a"b'),), 4.0, 8 * 2**30, 0.5, 2**30,
+                   (("NVIDIA-GPU", 2, 1),), (server,))
+    html = env.get_template("cluster.html").render(
+        base_url="/hub/", nodes=(node,), waiting=(), error=None, read_at="12:00:00", max_age=5,
+        user={"name": "admin", "admin": True}, parsed_scopes={"admin-ui"},
+        static_url=lambda *a, **k: "/hub/static/x", services=[])
+    assert "<script>" not in html and "box&lt;script&gt;" in html
+    assert "zone=a&#34;b" in html and "nb:&lt;1&gt;" in html
+    assert "1 of 2 reserved" in html and "0.50 of 4" in html and "1.0 GiB of 8.0 GiB" in html
+    assert '<td class="user">ann</td>' in html and "2 h" in html
+    assert "1 node," in html and "1 user server(s)" in html
