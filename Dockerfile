@@ -14,6 +14,9 @@ RUN python3 -m pip install --no-cache-dir -r /tmp/requirements.txt \
 COPY jupyterhub_config.py jupyterhub_swarm.py /srv/jupyterhub/
 # pages of the hub that replace NativeAuthenticator's (the approval page)
 COPY templates/ /srv/jupyterhub/templates/
+# The operator's own settings (HUB_EXTRA_CONFIG_DIR): mount *.py files here,
+# as docker configs (docker-compose.extra-config.yml) or a volume; empty in the image.
+RUN mkdir -p /srv/jupyterhub/jupyterhub_config.d
 # The configuration check: docker run --rm --env-file my.env <image> jupyterhub-swarm-check [user ...]
 RUN printf '#!/bin/sh\nexec python3 /srv/jupyterhub/jupyterhub_config.py "$@"\n' > /usr/local/bin/jupyterhub-swarm-check \
  && chmod 755 /usr/local/bin/jupyterhub-swarm-check
