@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG_FILE, MINIMAL_ENV, config_error, load_config
+from conftest import CONFIG_FILE, MINIMAL_ENV, ROOT, config_error, load_config
 
 
 def config_dir(tmp_path, files):
@@ -118,3 +118,9 @@ def test_the_check_command_loads_the_files_and_names_them(tmp_path):
     assert f"HUB_EXTRA_CONFIG_DIR | {directory} | env" in proc.stdout
     assert "image: my/lab:7" in proc.stdout.split("user alice:")[1]
 
+
+def test_the_shipped_example_loads():
+    """jupyterhub_config.d/ of the repository: what docker-compose.extra-config.yml
+    mounts unless told otherwise."""
+    cfg = load_config(HUB_EXTRA_CONFIG_DIR=str(ROOT / "jupyterhub_config.d"))
+    assert cfg.SwarmUserSpawner.network_name == "jupyterhub_network"
