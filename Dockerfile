@@ -25,6 +25,9 @@ COPY docker-api-proxy.cfg /srv/jupyterhub/
 RUN haproxy -c -f /srv/jupyterhub/docker-api-proxy.cfg
 # pages of the hub that replace NativeAuthenticator's (the approval page)
 COPY templates/ /srv/jupyterhub/templates/
+# The operator's own settings (HUB_EXTRA_CONFIG_DIR): mount *.py files here,
+# as docker configs (docker-compose.extra-config.yml) or a volume; empty in the image.
+RUN mkdir -p /srv/jupyterhub/jupyterhub_config.d
 # The configuration check: docker run --rm --env-file my.env <image> jupyterhub-swarm-check [user ...]
 RUN printf '#!/bin/sh\nexec python3 /srv/jupyterhub/jupyterhub_config.py "$@"\n' > /usr/local/bin/jupyterhub-swarm-check \
  && chmod 755 /usr/local/bin/jupyterhub-swarm-check

@@ -2,7 +2,8 @@
 
 Read top to bottom: the typed readers, the parsers of the spec's rules, then
 one section per part of README.md's variable reference, in its order: Proxy,
-Hub, Spawner (storage, resources, placement and suffix rules), Auth. Plain
+Hub, Spawner (storage, resources, placement and suffix rules), Auth, and
+last the operator's own configuration files (HUB_EXTRA_CONFIG_DIR). Plain
 settings are tables of (variable, reader, default, trait): the tables are the
 one place a default is written. A reader turns a string into a typed value
 or raises ConfigError naming the variable, the value and the accepted forms.
@@ -50,6 +51,7 @@ from jupyterhub_swarm import (  # noqa: E402
     mask_url,
     password_too_long,
     printable_name,
+    run_config_file,
     running_hub,
     split_credentials,
     split_list,
@@ -976,18 +978,58 @@ def update_auth(c, env):
 
 
 # --------------------------------------------------------------------------
+# Extra configuration: the operator's own files, after everything above
+# --------------------------------------------------------------------------
+
+EXTRA_CONFIG = [
+    ("HUB_EXTRA_CONFIG_DIR", text, "/srv/jupyterhub/jupyterhub_config.d", None),
+]
+
+
+def extra_config_files(directory):
+    """The *.py files of `directory` in name order (none if it is missing)."""
+    name = "HUB_EXTRA_CONFIG_DIR"
+    if not os.path.isabs(directory):
+        raise ConfigError(name, directory, "an absolute path in the hub's container")
+    if not os.path.lexists(directory):
+        return []
+    if not os.path.isdir(directory):
+        raise ConfigError(name, directory, "a directory of *.py files (this is not a directory)")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        raise ConfigError(name, directory, f"a readable directory ({e.strerror})") from None
+    paths = [os.path.join(directory, n) for n in names
+             if n.endswith(".py") and not n.startswith(".")]
+    return [p for p in paths if os.path.isfile(p)]
+
+
+def update_extra_config(c, env):
+    """JupyterHub settings the image has no variable for: each *.py file of
+    HUB_EXTRA_CONFIG_DIR, in name order, runs with `c` as this file does, so
+    a later file overrides an earlier one and every file overrides the
+    variables. Nothing checks what they set."""
+    directory = apply(c, env, EXTRA_CONFIG)["HUB_EXTRA_CONFIG_DIR"]
+    for path in extra_config_files(directory):
+        run_config_file(c, path, "HUB_EXTRA_CONFIG_DIR")
+        print(f"jupyterhub_config: loaded {path} (HUB_EXTRA_CONFIG_DIR)", flush=True)
+
+
+# --------------------------------------------------------------------------
 # All of it
 # --------------------------------------------------------------------------
 
-TABLES = (PROXY, HUB, SPAWNER, STORAGE, RESOURCES, PLACEMENT, AUTH)
+TABLES = (PROXY, HUB, SPAWNER, STORAGE, RESOURCES, PLACEMENT, AUTH, EXTRA_CONFIG)
 
 
 def configure(c, env):
-    """Fill the JupyterHub config `c` from `env` (an Env); contacts nothing."""
+    """Fill the JupyterHub config `c` from `env` (an Env), then run the
+    operator's files (HUB_EXTRA_CONFIG_DIR); contacts nothing itself."""
     update_proxy(c, env)
     update_hub(c, env)
     update_spawner(c, env)
     update_auth(c, env)
+    update_extra_config(c, env)
     return c
 
 

@@ -10,6 +10,7 @@ this module reads no environment variable. It holds, in this order:
   when it cannot run; every setting a trait (``c.SwarmUserSpawner.<trait>``);
 - SwarmProxy: the internal TLS files for an external proxy;
 - SwarmNativeAuthenticator and its sign-up handler;
+- the runner of the operator's own configuration files;
 - the database check and the configuration check command.
 
 The deployment's defaults live in jupyterhub_config.py's tables, the one
@@ -24,6 +25,7 @@ import re
 import secrets
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -1461,6 +1463,43 @@ class ClusterHandler(BaseHandler):
             read_at=datetime.fromtimestamp(read_at).strftime("%H:%M:%S") if read_at else None,
             max_age=CLUSTER.max_age)
         self.finish(html)
+
+
+# --------------------------------------------------------------------------
+# The operator's own configuration files, run after the image's settings
+# --------------------------------------------------------------------------
+
+
+def run_config_file(c, path, variable):
+    """Run the Python file `path` with the configuration `c` in its
+    namespace, as `c` and `get_config()` (what a jupyterhub_config.py, z2jh's
+    hub.extraConfig and TLJH's jupyterhub_config.d files see). Each file gets
+    a namespace of its own. Any error, a syntax error included, becomes a
+    ConfigError naming `variable`, the file, the line and the error, so the
+    hub stops with it before it serves or contacts anything."""
+    def stop(where, error):
+        raise ConfigError(variable, path, "", problem=(
+            f"{variable}: the configuration file {path} failed{where}: {error} "
+            "(fix or remove the file)"))
+
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        stop("", f"cannot read it ({e.strerror})")
+    namespace = {"c": c, "get_config": lambda: c, "__file__": path,
+                 "__name__": "jupyterhub_config_d"}
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except SyntaxError as e:  # in the file, or in a module it imports
+        place = "" if e.filename == path else f"{e.filename}, "
+        stop(f" at {place}line {e.lineno}", f"{type(e).__name__}: {e.msg}")
+    except Exception as e:
+        # the innermost line of the file itself on the way to the error
+        lines = [n for frame, n in traceback.walk_tb(e.__traceback__)
+                 if frame.f_code.co_filename == path]
+        where = f" at line {lines[-1]}" if lines else ""
+        stop(where, f"{type(e).__name__}: {e}")
 
 
 # --------------------------------------------------------------------------

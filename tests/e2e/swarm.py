@@ -39,7 +39,8 @@ PUBLIC_ADDRESS = "127.0.0.1"
 # so a deploy sees exactly what the test asked for.
 _COMPOSE_PREFIXES = ("HUB_", "SPAWNER_", "AUTH_", "PROXY_")
 _COMPOSE_NAMES = {"JUPYTERHUB_IMAGE", "PUBLIC_PORT", "CONFIGPROXY_AUTH_TOKEN",
-                  "JUPYTERHUB_SSL_DIR", "PROXY_IMAGE", "DOCKER_SOCKET"}
+                  "JUPYTERHUB_SSL_DIR", "PROXY_IMAGE", "DOCKER_SOCKET",
+                  "JUPYTERHUB_EXTRA_CONFIG"}
 
 
 class DockerError(RuntimeError):
