@@ -177,6 +177,15 @@ def test_user_notebook_survives_stop_and_start(hub, browsers, operator):
         lena.dismiss_news_toast()
         lena.keep_screenshot("jupyterlab-notebook", docs=True)
 
+    with browsers.step(f"operator: the Cluster page shows {USER}'s server on its node"):
+        operator.visit("/hub/home")
+        operator.nav_link("Cluster").click()
+        operator.wait_for_path(r"/hub/cluster$")
+        row = operator.page.locator(f'tr.server[data-service="jupyter-{USER}"]')
+        expect(row.locator("td.user")).to_have_text(USER)
+        expect(row.locator("td.state")).to_have_text("running")
+        operator.keep_screenshot("cluster", docs=True)
+
     with browsers.step(f"{USER}: stops the server on the hub's home page"):
         lena.visit("/hub/home")
         page.locator("#stop").click()
