@@ -47,3 +47,12 @@ HEALTHCHECK --interval=1s --timeout=4s --start-period=120s --retries=15 \
   CMD ["bash", "/usr/local/bin/jupyterhub-swarm-health"]
 
 CMD ["jupyterhub", "-f", "/srv/jupyterhub/jupyterhub_config.py"]
+
+# This image's version: <JupyterHub's version>-<this project's revision on
+# it>. Build it under this tag (README: Deploy, Upgrading this image); the
+# stack file's default JUPYTERHUB_IMAGE names the same tag, so deploying a
+# newer release changes the services' image and swarm replaces the hub.
+# (Last, so that a new version rebuilds one layer.)
+LABEL org.opencontainers.image.title="jupyterhub-swarm" \
+      org.opencontainers.image.version="6.1.1-1" \
+      org.opencontainers.image.description="JupyterHub on Docker Swarm, configured by environment variables"

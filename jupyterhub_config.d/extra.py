@@ -8,7 +8,7 @@
 # (docker service logs jhub_jupyterhub). Check it before deploying:
 #   docker run --rm --env-file my.env \
 #     -v "$PWD/jupyterhub_config.d:/srv/jupyterhub/jupyterhub_config.d:ro" \
-#     jupyterhub-swarm:latest jupyterhub-swarm-check
+#     jupyterhub-swarm:6.1.1-1 jupyterhub-swarm-check
 #
 # Examples (uncomment and edit):
 #

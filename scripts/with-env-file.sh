@@ -6,7 +6,7 @@
 # serves both the stack and the configuration check:
 #
 #   scripts/with-env-file.sh my.env docker stack deploy -c docker-compose.swarm.yml jhub
-#   docker run --rm --env-file my.env jupyterhub-swarm:latest jupyterhub-swarm-check
+#   docker run --rm --env-file my.env jupyterhub-swarm:6.1.1-1 jupyterhub-swarm-check
 #
 # The file is never evaluated by a shell (`set -a; . ./my.env` would run
 # `->` as a redirection and `A:1;B:2` as two commands). Line by line, as
