@@ -42,9 +42,12 @@ def docker_nodes():
         desc, spec = node["Description"], node["Spec"]
         gpus = {}
         for r in desc["Resources"].get("GenericResources") or ():
-            d = r.get("DiscreteResourceSpec")
-            if d:
-                gpus[d["Kind"]] = gpus.get(d["Kind"], 0) + d["Value"]
+            # a count (NVIDIA-GPU=2) or one GPU by its id (NVIDIA-GPU=GPU-1)
+            if "DiscreteResourceSpec" in r:
+                kind, n = r["DiscreteResourceSpec"]["Kind"], r["DiscreteResourceSpec"]["Value"]
+            else:
+                kind, n = r["NamedResourceSpec"]["Kind"], 1
+            gpus[kind] = gpus.get(kind, 0) + n
         seen[desc["Hostname"]] = {
             "role": spec["Role"], "availability": spec["Availability"],
             "state": node["Status"]["State"],

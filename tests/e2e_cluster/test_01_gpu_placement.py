@@ -12,6 +12,7 @@ both GPUs. Every server is used through the proxy on node1.
 import pytest
 
 from e2e import swarm
+from e2e.cluster_page import docker_nodes, read_page
 
 from .conftest import GLOBAL_CONSTRAINT, GPU_IMAGE, NOTEBOOK_IMAGE, observe, phase
 from .conftest import placement_settings, start_all
@@ -93,6 +94,21 @@ def test_gpu_user_gets_gpu_node_and_gpu_plain_user_none(hub, cluster):
         assert not [k for k in env if k.startswith("DOCKER_RESOURCE_")], env
         # no GPU: none visible, even where nvidia is the default runtime
         assert env.get("NVIDIA_VISIBLE_DEVICES") == "void", env
+
+    with phase("cluster: the admin's cluster page: three nodes, the GPUs, both servers"):
+        r = hub.admin.get("/hub/cluster")
+        assert r.status_code == 200, (r.status_code, r.text[:300])
+        page, docker = read_page(r.text), docker_nodes()
+        observe(f"cluster: the cluster page: {page}")
+        assert set(page) == set(docker) == set(cluster.nodes), (page, docker)
+        for host, facts in docker.items():
+            for key in ("role", "availability", "state", "platform"):
+                assert page[host][key] == facts[key], (host, key, page[host], facts)
+        (kind, count), = docker[cluster.gpu_node]["gpus"].items()
+        assert page[cluster.gpu_node]["generic"] == {kind: f"1 of {count} reserved"}, page
+        assert page[cluster.gpu_node]["servers"]["jupyter-ann-2dgpu"] == ("ann-gpu", "running")
+        ben_node = cluster.node_of("jupyter-ben")
+        assert page[ben_node]["servers"]["jupyter-ben"] == ("ben", "running"), page[ben_node]
 
     with phase("cluster: both reachable through the proxy on node1"):
         for client in (ann, ben):
