@@ -521,6 +521,7 @@ class SwarmUserSpawner(SwarmSpawner):
 
     # Per-spawn state, made anew by start() (and create_certs with TLS).
     _plan = None  # this spawn's UserPlan
+    _last_profile = ""  # the key of the profile the last start used (state)
     _events = ()  # progress events of this spawn
     _ssl_name = None  # this spawn's network alias, named in its certificate
     _ssl_secrets = ()  # SecretReferences of its certificates
@@ -554,7 +555,35 @@ class SwarmUserSpawner(SwarmSpawner):
 
     @default("apply_user_options")
     def _apply_user_options_default(self):
-        return lambda spawner, user_options: spawner.chosen_profile(user_options)
+        return lambda spawner, user_options: spawner.apply_profile(user_options)
+
+    def apply_profile(self, user_options):
+        """JupyterHub's apply_user_options: refuse a profile this user may
+        not choose before anything is made. JupyterHub has stored the
+        options already, as the next spawn's default: a refused choice must
+        not be, so the last profile that started is put back."""
+        try:
+            self.chosen_profile(user_options)
+        except ProfileRefused:
+            kept = {}
+            if self._last_profile in {p.key for p in self.allowed_profiles()}:
+                kept = {"profile": self._last_profile}
+            self.user_options = kept
+            if self.orm_spawner is not None:
+                self.orm_spawner.user_options = kept
+                if self.db is not None:
+                    self.db.commit()
+            raise
+
+    def get_state(self):
+        state = super().get_state()
+        if self._last_profile:
+            state["profile"] = self._last_profile  # kept across hub restarts
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._last_profile = state.get("profile", "")
 
     @default("options_from_form")
     def _options_from_form_default(self):
@@ -625,7 +654,9 @@ class SwarmUserSpawner(SwarmSpawner):
         return env
 
     async def start(self):
-        plan = self._plan = self.user_plan()
+        profile = self.chosen_profile()
+        self._last_profile = profile.key if profile else ""
+        plan = self._plan = self.user_plan(profile)
         self.image = plan.image
         self.extra_placement_spec = {
             "constraints": list(plan.constraints) or None,

@@ -338,3 +338,29 @@ def test_check_lists_profiles_per_user_with_group_limits():
     bob = out.split("user bob-torch:")[1]
     assert "image: my/torch:1" in bob
     assert "profiles: none (the suffix rule -torch applies, no form)" in bob
+
+
+def test_a_refused_choice_does_not_become_the_stored_one():
+    """JupyterHub stores a spawn's options before applying them: after a
+    refusal, a start without a choice (API without a body) must get the
+    last profile that started, not the refused one again."""
+    cfg = cfg_with(**PROFILES)
+    spawner = make_spawner(cfg, "gina", groups=["gpu"])
+    spawner.user_options = spawner.orm_spawner.user_options = {"profile": "gpu"}
+    spawner.docker = RecordingDocker(spawner.network_name)
+    asyncio.run(spawner.start())
+    state = spawner.get_state()
+    assert state["profile"] == "gpu"
+    # a hub restart: the spawner is built anew and loads its state
+    again = make_spawner(cfg, "gina", db=spawner.user.db)
+    again.load_state(state)
+    again.orm_spawner.user_options = {"profile": "tpu"}  # as User.spawn stores them
+    error = refused(again, {"profile": "tpu"})
+    assert error.status_code == 400
+    assert again.orm_spawner.user_options == {"profile": "gpu"}
+    assert again.user_options == {"profile": "gpu"}
+    # nothing started yet: nothing to keep
+    fresh = make_spawner(cfg, "hal")
+    fresh.orm_spawner.user_options = {"profile": "tpu"}
+    refused(fresh, {"profile": "tpu"})
+    assert fresh.orm_spawner.user_options == {}
