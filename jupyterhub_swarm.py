@@ -1683,7 +1683,7 @@ def _print_profiles(name, sp, out):
         plan = plan_for_user(name, sp.image, sp.base_constraints, sp.default_gpu,
                              sp.suffix_rules, p)
         marks = []
-        if default is not None and p.key == default.key:
+        if p.key == sp.default_profile:  # SPAWNER_PROFILE_DEFAULT, or the first
             marks.append("default")
         marks.append(f"only for members of group {', '.join(p.groups)}" if p.groups
                      else "for everyone")

@@ -364,3 +364,13 @@ def test_a_refused_choice_does_not_become_the_stored_one():
     fresh.orm_spawner.user_options = {"profile": "tpu"}
     refused(fresh, {"profile": "tpu"})
     assert fresh.orm_spawner.user_options == {}
+
+
+def test_check_marks_the_configured_default_and_says_what_no_group_gets():
+    env = dict(MINIMAL_ENV, **PROFILES, SPAWNER_PROFILE_DEFAULT="gpu")
+    code, out, err = run_check(env, "alice")
+    assert code == 0, err
+    assert "what a user in no group gets without choosing, profile cpu" in out
+    assert "    cpu (CPU <Python> & R; for everyone)" in out
+    assert "    gpu (GPU (PyTorch); default; only for members of group gpu, staff)" in out
+    assert f"  image: {CPU_IMAGE}" in out
