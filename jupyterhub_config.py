@@ -39,6 +39,7 @@ from jupyterhub_swarm import (  # noqa: E402
     FreshResolver,
     Gpu,
     Placement,
+    Profile,
     Storage,
     SuffixRule,
     SwarmNativeAuthenticator,
@@ -508,41 +509,66 @@ def parse_image(text):
     return text
 
 
-def parse_suffix_images(text):
-    """'base:a==1,b==2->img:tag;torch->reg:5000/x' -> {suffix: SuffixRule}."""
+KEY_FORMS = "ASCII letters, digits, '_' and '.'"
+
+
+def _rule_key(key, item, what):
+    if not _SUFFIX.fullmatch(key):
+        raise ValueError(f"bad {what} {key!r} in {item!r}: {KEY_FORMS}")
+    return key.lower()
+
+
+def parse_suffix_images(text, what="suffix"):
+    """'base:a==1,b==2->img:tag;torch->reg:5000/x' -> {suffix: SuffixRule},
+    in the order given. `what` names the keys in errors (suffix, profile):
+    SPAWNER_PROFILES is written the same way."""
     rules = {}
     for item in split_list(text, ";"):
         left, sep, image = item.partition("->")
         image = image.strip()
         suffix, _, constraints = (part.strip() for part in left.partition(":"))
-        if not sep or not _SUFFIX.fullmatch(suffix) or not image:
+        if not sep or not image:
             raise ValueError(f"bad rule {item!r}")
+        key = _rule_key(suffix, item, what)
         try:
             parse_image(image)
         except ValueError as e:
             raise ValueError(f"bad image in rule {item!r}: {e}") from None
-        if suffix.lower() in rules:
-            raise ValueError(f"suffix {suffix!r} given twice")
-        rules[suffix.lower()] = SuffixRule(image, parse_constraints(constraints))
+        if key in rules:
+            raise ValueError(f"{what} {suffix!r} given twice")
+        rules[key] = SuffixRule(image, parse_constraints(constraints))
     return rules
 
 
-def parse_suffix_gpus(text):
-    """'torch->1;big->device_id=0,1' -> {suffix: Gpu}."""
-    rules = {}
+def parse_key_values(text, what, value_parser):
+    """'a->x;b->y' -> {a: value_parser(x), b: ...}; keys as rule keys, each once."""
+    values = {}
     for item in split_list(text, ";"):
-        suffix, sep, gpus = (part.strip() for part in item.partition("->"))
-        if not sep or not _SUFFIX.fullmatch(suffix):
+        key, sep, value = (part.strip() for part in item.partition("->"))
+        if not sep:
             raise ValueError(f"bad rule {item!r}")
-        rules[suffix.lower()] = parse_gpus(gpus)
-    return rules
+        lowered = _rule_key(key, item, what)
+        if lowered in values:
+            raise ValueError(f"{what} {key!r} given twice")
+        values[lowered] = value_parser(value, item)
+    return values
 
 
-def merge_gpu_rules(image_rules, gpu_rules):
-    """Attach SPAWNER_CONSTRAINT_WITH_GPUS to SPAWNER_CONSTRAINT_IMAGES rules."""
+def _gpus_of(value, item):
+    return parse_gpus(value)
+
+
+def parse_suffix_gpus(text, what="suffix"):
+    """'torch->1;big->device_id=0,1' -> {suffix: Gpu}."""
+    return parse_key_values(text, what, _gpus_of)
+
+
+def merge_gpu_rules(image_rules, gpu_rules, what="suffix"):
+    """Attach SPAWNER_CONSTRAINT_WITH_GPUS to SPAWNER_CONSTRAINT_IMAGES rules
+    (SPAWNER_PROFILE_GPUS to SPAWNER_PROFILES)."""
     unknown = sorted(set(gpu_rules) - set(image_rules))
     if unknown:
-        raise ValueError(f"no image rule for suffix {', '.join(unknown)}")
+        raise ValueError(f"no image rule for {what} {', '.join(unknown)}")
     return {
         suffix: SuffixRule(rule.image, rule.constraints, gpu_rules.get(suffix))
         for suffix, rule in image_rules.items()
@@ -779,6 +805,7 @@ def update_spawner(c, env):
     update_storage(c, env, v["SPAWNER_NOTEBOOK_DIR"])
     update_resources(c, env)
     update_placement(c, env)
+    update_profiles(c, env)
 
 
 # -- Storage: one swarm volume per user --------------------------------------
@@ -915,6 +942,69 @@ def update_placement(c, env):
         ) from None
 
 
+# -- Profiles: the environment a user chooses at spawn time -------------------
+
+def _words_of(value, item):
+    if not value or not value.isprintable():
+        raise ValueError(f"bad text in {item!r}: printable words, without ';'")
+    return value
+
+
+def _groups_of(value, item):
+    groups = tuple(split_list(value, ","))
+    if not groups or not all(g.isprintable() for g in groups):
+        raise ValueError(f"bad groups in {item!r}: JupyterHub group names separated by ','")
+    return groups
+
+
+def parse_profile_names(text):
+    return parse_key_values(text, "profile", _words_of)
+
+
+def parse_profile_groups(text):
+    return parse_key_values(text, "profile", _groups_of)
+
+
+PROFILES = [
+    ("SPAWNER_PROFILES", rule(lambda text: parse_suffix_images(text, "profile"),
+                              "key[:constraint,...]->image profiles separated by ';'"), {}, None),
+    ("SPAWNER_PROFILE_GPUS", rule(lambda text: parse_suffix_gpus(text, "profile"),
+                                  f"key->gpus rules separated by ';' (gpus: {GPU_FORMS})"),
+     {}, None),
+    ("SPAWNER_PROFILE_NAMES", rule(parse_profile_names, "key->display name separated by ';'"),
+     {}, None),
+    ("SPAWNER_PROFILE_DESCRIPTIONS", rule(parse_profile_names,
+                                          "key->description separated by ';'"), {}, None),
+    ("SPAWNER_PROFILE_GROUPS", rule(parse_profile_groups,
+                                    "key->group[,group...] separated by ';'"), {}, None),
+    ("SPAWNER_PROFILE_DEFAULT", text, None, None),
+]
+
+
+def update_profiles(c, env):
+    """Profiles are rules like the suffix rules, chosen at spawn time; every
+    other profile variable names keys of SPAWNER_PROFILES."""
+    v = apply(c, env, PROFILES)
+    rules = v["SPAWNER_PROFILES"]
+    keys = ", ".join(rules) or "none: SPAWNER_PROFILES is empty"
+    for name in ("SPAWNER_PROFILE_GPUS", "SPAWNER_PROFILE_NAMES", "SPAWNER_PROFILE_DESCRIPTIONS",
+                 "SPAWNER_PROFILE_GROUPS"):
+        unknown = [k for k in v[name] if k not in rules]
+        if unknown:
+            raise ConfigError(name, env.raw(name),
+                              f"keys of SPAWNER_PROFILES ({keys}); unknown: {', '.join(unknown)}")
+    default = v["SPAWNER_PROFILE_DEFAULT"]
+    if default is not None and default.lower() not in rules:
+        raise ConfigError("SPAWNER_PROFILE_DEFAULT", default, f"a key of SPAWNER_PROFILES ({keys})")
+    merged = merge_gpu_rules(rules, v["SPAWNER_PROFILE_GPUS"], "profile")
+    names, descriptions = v["SPAWNER_PROFILE_NAMES"], v["SPAWNER_PROFILE_DESCRIPTIONS"]
+    c.SwarmUserSpawner.profiles = tuple(
+        Profile(key, rule_, names.get(key, ""), descriptions.get(key, ""),
+                v["SPAWNER_PROFILE_GROUPS"].get(key, ()))
+        for key, rule_ in merged.items())
+    c.SwarmUserSpawner.default_profile = (default or next(iter(rules), "")).lower()
+
+
 # --------------------------------------------------------------------------
 # Auth: NativeAuthenticator
 # --------------------------------------------------------------------------
@@ -1019,7 +1109,7 @@ def update_extra_config(c, env):
 # All of it
 # --------------------------------------------------------------------------
 
-TABLES = (PROXY, HUB, SPAWNER, STORAGE, RESOURCES, PLACEMENT, AUTH, EXTRA_CONFIG)
+TABLES = (PROXY, HUB, SPAWNER, STORAGE, RESOURCES, PLACEMENT, PROFILES, AUTH, EXTRA_CONFIG)
 
 
 def configure(c, env):

@@ -177,9 +177,13 @@ def user_suffix(username):
     return suffix.lower()
 
 
-def plan_for_user(username, image, constraints, gpu, suffix_rules):
-    """Image, constraints and GPUs for one user; the inputs are not changed."""
+def plan_for_user(username, image, constraints, gpu, suffix_rules, profile=None):
+    """Image, constraints and GPUs for one user; the inputs are not changed.
+    A suffix rule of the user's name wins; else the chosen Profile's rule
+    applies the same way (its constraints added, its GPUs if it has any)."""
     rule = suffix_rules.get(user_suffix(username) or "")
+    if rule is None and profile is not None:
+        rule = profile.rule
     if rule is None:
         return UserPlan(image, tuple(constraints), gpu)
     extra = tuple(c for c in rule.constraints if c not in constraints)
@@ -188,6 +192,117 @@ def plan_for_user(username, image, constraints, gpu, suffix_rules):
         tuple(constraints) + extra,
         gpu if rule.gpu is None else rule.gpu,
     )
+
+
+# --------------------------------------------------------------------------
+# Profiles: the environment a user chooses at spawn time
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One choice of SPAWNER_PROFILES: a rule like a suffix rule's, the
+    words the spawn page shows, and the JupyterHub groups that may choose
+    it (empty: everybody)."""
+
+    key: str
+    rule: SuffixRule
+    name: str = ""
+    description: str = ""
+    groups: tuple = ()
+
+    @property
+    def title(self):
+        return self.name or self.key
+
+
+class ProfileRefused(web.HTTPError):
+    """A profile this user may not choose: 400 before anything is created.
+    jupyterhub_message carries the words to the API's error and the page."""
+
+    def __init__(self, reason):
+        super().__init__(400, "%s", reason)
+        self.jupyterhub_message = reason
+
+
+def profiles_for(username, groups, profiles, suffix_rules):
+    """The profiles `username` (in JupyterHub groups `groups`) may choose,
+    in their order; none for a user whose name has a suffix rule."""
+    if (user_suffix(username) or "") in suffix_rules:
+        return ()
+    groups = set(groups)
+    return tuple(p for p in profiles if not p.groups or groups & set(p.groups))
+
+
+def choose_profile(allowed, default_key, user_options):
+    """The Profile `user_options` asks for among `allowed`, the default (or
+    the first allowed) when it asks for none; None when nothing may be
+    chosen and nothing is asked. ValueError names what may be chosen."""
+    asked = (user_options or {}).get("profile")
+    if isinstance(asked, list) and len(asked) == 1:  # a form's field, passed through
+        asked = asked[0]
+    if asked is None or asked == "":
+        if not allowed:
+            return None
+        return next((p for p in allowed if p.key == default_key), allowed[0])
+    keys = ", ".join(p.key for p in allowed)
+    if not isinstance(asked, str):
+        raise ValueError(f"the profile must be a string, one of: {keys}" if allowed else
+                         "the profile must be a string; you have no profiles to choose from")
+    found = next((p for p in allowed if p.key == asked.strip().lower()), None)
+    if found is None:
+        if not allowed:
+            raise ValueError(f"unknown profile {asked!r}: you have no profiles to choose "
+                             "from (your server's environment is fixed)")
+        raise ValueError(f"unknown profile {asked!r}: you may choose {keys}")
+    return found
+
+
+def gpu_words(gpu):
+    if gpu.count:
+        return f"{gpu.count} GPU{'s' if gpu.count > 1 else ''} reserved"
+    if gpu.visible:
+        return f"GPUs {gpu.visible} visible, none reserved"
+    return "no GPU"
+
+
+def where_words(plan, placement):
+    """Where a server of `plan` runs, in plain words."""
+    parts = []
+    if plan.constraints:
+        parts.append("on nodes where " + " and ".join(plan.constraints))
+    if placement.platforms:
+        parts.append("on " + " or ".join(f"{o}/{a}" for a, o in placement.platforms))
+    if placement.preferences:
+        parts.append("spread over " + ", ".join(d for _, d in placement.preferences))
+    return ", ".join(parts) if parts else "on any node"
+
+
+def profile_form(profiles, chosen, plan_of, placement):
+    """The spawn page's radio buttons, one per profile, `chosen` checked;
+    every text escaped. plan_of(profile) -> its UserPlan."""
+    from html import escape
+
+    items = []
+    for p in profiles:
+        plan = plan_of(p)
+        checked = " checked" if p.key == chosen else ""
+        ident = escape(f"profile-{p.key}", quote=True)
+        description = (f'<div class="profile-description">{escape(p.description)}</div>'
+                       if p.description else "")
+        items.append(
+            f'<div class="radio profile-option">\n'
+            f'  <label for="{ident}">\n'
+            f'    <input type="radio" name="profile" id="{ident}" '
+            f'value="{escape(p.key, quote=True)}"{checked}>\n'
+            f'    <strong>{escape(p.title)}</strong>\n'
+            f'    {description}\n'
+            f'    <div class="profile-details">Image: <code>{escape(plan.image)}</code>; '
+            f'{escape(gpu_words(plan.gpu))}; runs {escape(where_words(plan, placement))}'
+            + (f"; for group {escape(', '.join(p.groups))}" if p.groups else "")
+            + "</div>\n  </label>\n</div>")
+    return ('<fieldset class="profiles">\n<legend>Choose your environment</legend>\n'
+            + "\n".join(items) + "\n</fieldset>")
 
 
 # --------------------------------------------------------------------------
@@ -386,6 +501,14 @@ class SwarmUserSpawner(SwarmSpawner):
         {suffix: SuffixRule}: the image, extra constraints and GPUs of users
         whose name ends in -<suffix>.
         (SPAWNER_CONSTRAINT_IMAGES, SPAWNER_CONSTRAINT_WITH_GPUS)""")
+    profiles = Tuple(config=True, help="""
+        Profile instances, in the order the spawn page lists them: what a
+        user whose name has no suffix rule may choose at spawn time (form or
+        API: {"profile": "<key>"}). Empty: no choice, no form.
+        (SPAWNER_PROFILES, SPAWNER_PROFILE_*)""")
+    default_profile = Unicode("", config=True, help="""
+        The key of the profile a user gets without choosing one (when that
+        user may choose it; else their first). (SPAWNER_PROFILE_DEFAULT)""")
     resource_wait = Integer(0, config=True, help="""
         Seconds a spawn waits while swarm finds no node with enough free
         resources before it fails with swarm's reason. (SPAWNER_RESOURCE_WAIT)""")
@@ -403,22 +526,102 @@ class SwarmUserSpawner(SwarmSpawner):
 
     # Per-spawn state, made anew by start() (and create_certs with TLS).
     _plan = None  # this spawn's UserPlan
+    _last_profile = ""  # the key of the profile the last start used (state)
     _events = ()  # progress events of this spawn
     _ssl_name = None  # this spawn's network alias, named in its certificate
     _ssl_secrets = ()  # SecretReferences of its certificates
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # start() sets self.image to this spawn's image, which dockerspawner
+        # reads; each spawn starts again from the configured one
+        self._base_image = self.image
 
     @default("object_name")
     def _object_name_default(self):
         return service_name(self.prefix, self.escaped_name)
 
     # -- per-user values ---------------------------------------------------
-    def user_plan(self):
+    def allowed_profiles(self):
+        """The profiles this user may choose (their groups, read now)."""
+        groups = [g.name for g in self.user.groups]
+        return profiles_for(self.user.name, groups, self.profiles, self.suffix_rules)
+
+    def chosen_profile(self, user_options=None):
+        """The Profile that `user_options` (default: this spawn's) asks for,
+        or None; ProfileRefused (HTTP 400) for one this user may not choose.
+        The one place a choice is checked: JupyterHub calls it through
+        apply_user_options before anything is created, start() again."""
+        options = self.user_options if user_options is None else user_options
+        try:
+            return choose_profile(self.allowed_profiles(), self.default_profile, options)
+        except ValueError as e:
+            raise ProfileRefused(f"Your server was not started: {e}") from None
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        return lambda spawner, user_options: spawner.apply_profile(user_options)
+
+    def apply_profile(self, user_options):
+        """JupyterHub's apply_user_options: refuse a profile this user may
+        not choose before anything is made. JupyterHub has stored the
+        options already, as the next spawn's default: a refused choice must
+        not be, so the last profile that started is put back."""
+        try:
+            self.chosen_profile(user_options)
+        except ProfileRefused:
+            kept = {}
+            if self._last_profile in {p.key for p in self.allowed_profiles()}:
+                kept = {"profile": self._last_profile}
+            self.user_options = kept
+            if self.orm_spawner is not None:
+                self.orm_spawner.user_options = kept
+                if self.db is not None:
+                    self.db.commit()
+            raise
+
+    def get_state(self):
+        state = super().get_state()
+        if self._last_profile:
+            state["profile"] = self._last_profile  # kept across hub restarts
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._last_profile = state.get("profile", "")
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        # the form's radio field, as the API takes it: {"profile": "<key>"}
+        def from_form(form_data):
+            value = form_data.get("profile") or [""]
+            return {"profile": value[0]} if value[0] else {}
+        return from_form
+
+    @default("options_form")
+    def _options_form_default(self):
+        return lambda spawner: spawner.profile_form()
+
+    def profile_form(self):
+        """The spawn page's form: empty (no form) when there is no choice."""
+        allowed = self.allowed_profiles()
+        if not allowed:
+            return ""
+        try:
+            chosen = self.chosen_profile().key  # the last choice, kept by JupyterHub
+        except ProfileRefused:
+            chosen = choose_profile(allowed, self.default_profile, {}).key
+        return profile_form(allowed, chosen, self.user_plan, self.placement)
+
+    def user_plan(self, profile=None):
+        """This spawn's plan: the suffix rule, else the profile chosen."""
         return plan_for_user(
             self.user.name,
-            self.image,
+            self._base_image,
             self.base_constraints,
             self.default_gpu,
             self.suffix_rules,
+            profile if profile is not None else self.chosen_profile(),
         )
 
     @property
@@ -456,7 +659,9 @@ class SwarmUserSpawner(SwarmSpawner):
         return env
 
     async def start(self):
-        plan = self._plan = self.user_plan()
+        profile = self.chosen_profile()
+        self._last_profile = profile.key if profile else ""
+        plan = self._plan = self.user_plan(profile)
         self.image = plan.image
         self.extra_placement_spec = {
             "constraints": list(plan.constraints) or None,
@@ -1624,7 +1829,8 @@ def check_main(argv, c, report, secret_names, out=sys.stdout):
             print("  refused: control or invisible characters", file=out)
             continue
         escaped = escape_username(name)
-        plan = plan_for_user(name, sp.image, sp.base_constraints, sp.default_gpu, sp.suffix_rules)
+        plan = plan_for_user(name, sp.image, sp.base_constraints, sp.default_gpu, sp.suffix_rules,
+                             unchosen_profile(name, sp))
         mount = storage_mount(storage, escaped)
         options = mount.get("driver_config", {}).get("options", {})
         if storage.type == "cifs" and options:
@@ -1648,4 +1854,38 @@ def check_main(argv, c, report, secret_names, out=sys.stdout):
             rows.append(("directory made by the hub", directory))
         for key, value in rows:
             print(f"  {key}: {value}", file=out)
+        _print_profiles(name, sp, out)
     return 0
+
+
+def unchosen_profile(name, sp):
+    """The profile `name` gets without choosing, if in no group (the check
+    cannot know groups)."""
+    everyone = profiles_for(name, (), sp.profiles, sp.suffix_rules)
+    return choose_profile(everyone, sp.default_profile, {}) if everyone else None
+
+
+def _print_profiles(name, sp, out):
+    """The profiles `name` may choose and what each gives. The check has no
+    database: a profile limited to groups is listed with its groups."""
+    if not sp.profiles:
+        return
+    if (user_suffix(name) or "") in sp.suffix_rules:
+        print(f"  profiles: none (the suffix rule -{user_suffix(name)} applies, no form)",
+              file=out)
+        return
+    default = unchosen_profile(name, sp)
+    print("  profiles (the spawn page's choices; above: what a user in no group gets "
+          f"without choosing, {'profile ' + default.key if default else 'no profile'}):",
+          file=out)
+    for p in sp.profiles:
+        plan = plan_for_user(name, sp.image, sp.base_constraints, sp.default_gpu,
+                             sp.suffix_rules, p)
+        marks = []
+        if p.key == sp.default_profile:  # SPAWNER_PROFILE_DEFAULT, or the first
+            marks.append("default")
+        marks.append(f"only for members of group {', '.join(p.groups)}" if p.groups
+                     else "for everyone")
+        print(f"    {p.key} ({p.title}; {'; '.join(marks)}): image {plan.image}; "
+              f"constraints {', '.join(plan.constraints) or 'none'}; "
+              f"gpus {gpu_words(plan.gpu)}; runs {where_words(plan, sp.placement)}", file=out)

@@ -71,6 +71,12 @@ SETTINGS = {
         + "".join(f";su{v.replace('.', '')}->{image}" for v, image in SINGLEUSER_IMAGES.items())
     ),
     "SPAWNER_CONSTRAINT_WITH_GPUS": "gpu->1",
+    # profiles (test_16), each for a group: users in no group (every other
+    # test's) get no form and the plain settings, as without profiles
+    "SPAWNER_PROFILES": f"pcpu->{BASE_RULE_IMAGE};pgpu:calculation_type==gpu->{GPU_IMAGE}",
+    "SPAWNER_PROFILE_GPUS": "pgpu->1",
+    "SPAWNER_PROFILE_NAMES": "pcpu->Plain CPU;pgpu->GPU <1 card> & CUDA",
+    "SPAWNER_PROFILE_GROUPS": "pcpu->lab;pgpu->gpu",
     # a GPU that never comes: fail after 20s instead of the default 60s
     "SPAWNER_RESOURCE_WAIT": "20",
 }

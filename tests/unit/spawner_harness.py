@@ -42,12 +42,20 @@ class RecordingDocker:
         raise AssertionError(f"unexpected docker call {method}")
 
 
-def make_spawner(cfg, username, api_token="token-for-tests"):
+def make_spawner(cfg, username, api_token="token-for-tests", groups=(), db=None):
     """The spawner of `username`'s default server, as the hub builds it
-    (also used by bench/time_to_error.py)."""
-    db = orm.new_session_factory("sqlite://")()
-    orm_user = orm.User(name=username)
-    db.add(orm_user)
+    (also used by bench/time_to_error.py), the user a member of the
+    JupyterHub `groups`. With `db` (an ORM session), the user is found
+    there or added to it, as a restarted hub finds it."""
+    db = db or orm.new_session_factory("sqlite://")()
+    orm_user = db.query(orm.User).filter_by(name=username).one_or_none()
+    if orm_user is None:
+        orm_user = orm.User(name=username)
+        db.add(orm_user)
+    for name in groups:
+        group = orm.Group.find(db, name) or orm.Group(name=name)
+        if group not in orm_user.groups:
+            orm_user.groups.append(group)
     db.commit()
     settings = {
         "spawner_class": cfg.JupyterHub.spawner_class,
@@ -62,9 +70,12 @@ def make_spawner(cfg, username, api_token="token-for-tests"):
     return spawner
 
 
-def spawn_spec(cfg, username):
-    """(create_service kwargs, (ip, port)) of one start() of `username`."""
-    spawner = make_spawner(cfg, username)
+def spawn_spec(cfg, username, groups=(), user_options=None):
+    """(create_service kwargs, (ip, port)) of one start() of `username`,
+    with the `user_options` a form or the API gave."""
+    spawner = make_spawner(cfg, username, groups=groups)
+    if user_options is not None:
+        spawner.user_options = user_options
     fake = RecordingDocker(spawner.network_name)
     spawner.docker = fake
     address = asyncio.run(spawner.start())
