@@ -115,12 +115,14 @@ def stack_env(**overrides):
     return {k: v for k, v in env.items() if v is not None}
 
 
-def stack_deploy(env, *extra_files):
-    files = [swarm.COMPOSE_FILE, *extra_files]
+def stack_deploy(env, *extra_files, compose=swarm.COMPOSE_FILE):
+    """`docker stack deploy` of `compose` (the stack file; an earlier
+    release's for the upgrade test) and `extra_files` with `env`."""
+    files = [compose, *extra_files]
     args = ["stack", "deploy", "--resolve-image", "never"]
     for f in files:
         args += ["-c", str(f)]
-    swarm.docker(*args, swarm.STACK, env=swarm.deploy_env(env), cwd=str(swarm.ROOT))
+    swarm.docker(*args, swarm.STACK, env=swarm.deploy_env(env), cwd=str(os.path.dirname(compose)))
     d = Deployment(env["PUBLIC_PORT"], env)
     Deployment.current = d
     return d
@@ -572,7 +574,8 @@ def hub_version(d):
 
 
 @pytest.fixture(scope="module")
-def previous_image(dbs, tmp_path_factory):
+def previous_release(dbs, tmp_path_factory):
+    """(the 5.5.4 image, that commit's stack file): what an operator ran."""
     ctx = tmp_path_factory.mktemp("previous-image")
     with phase(f"databases: build this project's 5.5.4 image (commit {PREVIOUS_COMMIT})"):
         archive = subprocess.run(["git", "-C", str(swarm.ROOT), "archive", PREVIOUS_COMMIT],
@@ -587,14 +590,15 @@ def previous_image(dbs, tmp_path_factory):
         proc = subprocess.run(build, capture_output=True, text=True, timeout=1800,
                               env={**os.environ, "DOCKER_BUILDKIT": "0"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return PREVIOUS_IMAGE
+    return PREVIOUS_IMAGE, ctx / swarm.COMPOSE_FILE.name
 
 
-def test_running_server_survives_the_upgrade_from_5_5_4(dbs, previous_image):
+def test_running_server_survives_the_upgrade_from_5_5_4(dbs, previous_release):
     swarm.cleanup()
+    previous_image, previous_stack = previous_release
     env = stack_env(JUPYTERHUB_IMAGE=previous_image, SPAWNER_NOTEBOOK_IMAGE=RESTART_PROOF_NOTEBOOK)
-    with phase("databases: the 5.5.4 image: accounts, a running server, a saved file"):
-        d = stack_deploy(env)
+    with phase("databases: the 5.5.4 release: accounts, a running server, a saved file"):
+        d = stack_deploy(env, compose=previous_stack)
         d.wait_healthy(240)
         assert hub_version(d) == "5.5.4"
         admin = d.client()
