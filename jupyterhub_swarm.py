@@ -1120,8 +1120,14 @@ class SwarmProxy(ConfigurableHTTPProxy):
         JupyterHub itself checks only every last_activity_interval (5
         minutes). 0: that check alone.""")
 
+    check_database_interval = Integer(10, config=True, help="""
+        Seconds between the hub's looks at its database once it has
+        started: the log says once when it stops answering and once when it
+        is back (requests that need it fail meanwhile). 0: no look.""")
+
     _route_watch = None  # the task of watch_routes
     _leftovers = None  # the task of remove_leftovers
+    _database_watch = None  # the task of watch_database
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -1140,6 +1146,13 @@ class SwarmProxy(ConfigurableHTTPProxy):
                 loop = None
             if loop is not None:
                 self._leftovers = loop.create_task(self.remove_leftovers(hub_name))
+        if self.check_database_interval:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # built outside a running hub (tests)
+                loop = None
+            if loop is not None:
+                self._database_watch = loop.create_task(self.watch_database())
         if self.app.internal_ssl and not self.should_start:
             files = proxy_cert_files(self.app.internal_proxy_certs,
                                      self.app.internal_trust_bundles)
@@ -1156,6 +1169,40 @@ class SwarmProxy(ConfigurableHTTPProxy):
         polled): remove_leftovers."""
         await self.app._start_future
         await remove_leftovers(self.app, hub_name, self.log)
+
+    async def watch_database(self):
+        """Once the hub has started: SELECT 1 every check_database_interval
+        seconds, in a thread (the connect timeouts of db_connect_args bound
+        it), saying in the log once when the database stops answering and
+        once when it answers again. The URL is shown masked."""
+        await self.app._start_future
+        from sqlalchemy import text
+
+        engine, down_since = self.app.db.get_bind(), None
+        where = mask_url(str(self.app.db_url))
+
+        def ping():
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        while True:
+            await asyncio.sleep(self.check_database_interval)
+            try:
+                await asyncio.to_thread(ping)
+            except Exception as e:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    first = str(getattr(e, "orig", None) or e).strip().splitlines()[:1]
+                    self.log.warning(
+                        "The hub's database %s does not answer (%s: %s): logins, spawns and "
+                        "the API fail until it is back; running servers keep running",
+                        where, type(getattr(e, "orig", None) or e).__name__,
+                        mask_url(first[0]) if first else "")
+            else:
+                if down_since is not None:
+                    self.log.warning("The hub's database %s answers again, after %.0f s",
+                                     where, time.monotonic() - down_since)
+                down_since = None
 
     async def watch_routes(self):
         """Once the hub has started (as JupyterHub's own route check waits

@@ -26,6 +26,7 @@ OLD_HUB_IMAGES = {version: f"jhswarm-test/jupyterhub-old:{version}" for version 
 PG_STANDIN_IMAGE = "jhswarm-standin/postgres:15"
 PORTS = {"postgresql": 5432, "mariadb": 3306}
 SQLITE_PATH = "/data/jupyterhub.sqlite"
+PG_VERSION, PG_CLUSTER = "15", "main"  # scripts/db-up.sh's
 
 
 def ensure_up():
@@ -97,6 +98,21 @@ class Servers:
             sql += "".join(f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{USER}'@'{h}';" for h in hosts)
             _run(["mysql", "--protocol=socket", "-u", "root"], stdin=sql)
         log(f"{kind}: database {db} reset")
+
+    def stop(self, kind):
+        """Stop the server (an outage: the hub's connections break)."""
+        if kind == "postgresql":
+            _run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "stop", "-m", "fast"])
+        else:
+            _run(["service", "mariadb", "stop"], timeout=120)
+        log(f"{kind}: server stopped")
+
+    def start(self, kind):
+        if kind == "postgresql":
+            _run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], timeout=120)
+        else:
+            _run(["service", "mariadb", "start"], timeout=120)
+        log(f"{kind}: server started")
 
     def rows(self, kind, db, sql):
         """Rows of a query, as tuples of strings."""
