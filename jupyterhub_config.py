@@ -662,6 +662,8 @@ HUB = [
     ("HUB_ACTIVE_USER_WINDOW", integer, 1800, "JupyterHub.active_user_window"),
     ("HUB_ACTIVITY_RESOLUTION", integer, 30, "JupyterHub.activity_resolution"),
     ("HUB_CONCURRENT_SPAWN_LIMIT", integer, 20, "JupyterHub.concurrent_spawn_limit"),
+    ("HUB_ALLOW_NAMED_SERVERS", boolean, False, "JupyterHub.allow_named_servers"),
+    ("HUB_NAMED_SERVER_LIMIT_PER_USER", integer, 0, "JupyterHub.named_server_limit_per_user"),
     ("HUB_INTERNAL_SSL_PATH", text, None, None),
     ("HUB_INIT_SPAWNERS_TIMEOUT", integer, 60, "JupyterHub.init_spawners_timeout"),
     ("HUB_LOG_LEVEL", one_of(*LOG_LEVELS), "info", None),

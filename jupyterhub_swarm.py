@@ -90,12 +90,22 @@ def shorten(name, limit, digits=10):
     return f"{name[: limit - digits - len(SHORTENED_MARK)]}{SHORTENED_MARK}{digest}"
 
 
-def service_name(prefix, escaped_username, limit=63):
+# Between the user's and a named server's escaped names: "-s" never occurs
+# in an escaped name either ('s' is no hex digit), so the user's part ends
+# at the first "-s-", and no default server's name has one.
+NAMED_SERVER_MARK = "-s-"
+
+
+def service_name(prefix, escaped_username, limit=63, escaped_server=""):
     """Docker service names are DNS labels: at most 63 characters. A long
     name keeps 16 hex digits (64 bits) of its hash: finding another name
     with the same hash is out of reach, and sign-up refuses one anyway
-    (SwarmNativeAuthenticator.server_name_taken)."""
-    return shorten(f"{prefix}-{escaped_username}", limit, digits=16)
+    (SwarmNativeAuthenticator.server_name_taken). A named server's service
+    is `<prefix>-<user>-s-<server>` (JupyterHub.allow_named_servers)."""
+    name = f"{prefix}-{escaped_username}"
+    if escaped_server:
+        name += NAMED_SERVER_MARK + escaped_server
+    return shorten(name, limit, digits=16)
 
 
 def escape_username(username):
@@ -539,7 +549,8 @@ class SwarmUserSpawner(SwarmSpawner):
 
     @default("object_name")
     def _object_name_default(self):
-        return service_name(self.prefix, self.escaped_name)
+        server = self._escape(self.name) if self.name else ""
+        return service_name(self.prefix, self.escaped_name, escaped_server=server)
 
     # -- per-user values ---------------------------------------------------
     def allowed_profiles(self):

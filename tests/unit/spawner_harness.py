@@ -42,8 +42,9 @@ class RecordingDocker:
         raise AssertionError(f"unexpected docker call {method}")
 
 
-def make_spawner(cfg, username, api_token="token-for-tests", groups=(), db=None):
-    """The spawner of `username`'s default server, as the hub builds it
+def make_spawner(cfg, username, api_token="token-for-tests", groups=(), db=None, server=""):
+    """The spawner of `username`'s server `server` (default: the default
+    one), as the hub builds it
     (also used by bench/time_to_error.py), the user a member of the
     JupyterHub `groups`. With `db` (an ORM session), the user is found
     there or added to it, as a restarted hub finds it."""
@@ -65,15 +66,17 @@ def make_spawner(cfg, username, api_token="token-for-tests", groups=(), db=None)
         "domain": "",
     }
     user = User(orm_user, settings, db=db)
-    spawner = user.spawners[""]
+    if server and server not in user.orm_spawners:
+        user._new_orm_spawner(server, server)  # as the hub does for a new named server
+    spawner = user.spawners[server]
     spawner.api_token = api_token
     return spawner
 
 
-def spawn_spec(cfg, username, groups=(), user_options=None):
-    """(create_service kwargs, (ip, port)) of one start() of `username`,
-    with the `user_options` a form or the API gave."""
-    spawner = make_spawner(cfg, username, groups=groups)
+def spawn_spec(cfg, username, groups=(), user_options=None, server=""):
+    """(create_service kwargs, (ip, port)) of one start() of `username`'s
+    server `server`, with the `user_options` a form or the API gave."""
+    spawner = make_spawner(cfg, username, groups=groups, server=server)
     if user_options is not None:
         spawner.user_options = user_options
     fake = RecordingDocker(spawner.network_name)
