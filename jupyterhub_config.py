@@ -46,6 +46,7 @@ from jupyterhub_swarm import (  # noqa: E402
     SwarmProxy,
     SwarmUserSpawner,
     anchored,
+    below_root,
     check_database,
     check_main,
     db_connect_args,
@@ -54,7 +55,10 @@ from jupyterhub_swarm import (  # noqa: E402
     printable_name,
     run_config_file,
     running_hub,
+    server_path,
+    share_root,
     split_credentials,
+    split_device,
     split_list,
     storage_mount,
 )
@@ -840,7 +844,7 @@ def update_storage(c, env, notebook_dir):
     if not owner:
         raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_OWNER",
                           v["SPAWNER_PERSISTENCE_VOLUME_OWNER"], "uid:gid, like 1000:100")
-    host = device = opts = ""
+    host = device = opts = root = ""
     if kind in ("nfs3", "nfs4"):
         why = f"required when SPAWNER_PERSISTENCE_VOLUME_TYPE is {kind}"
         host = env.str("SPAWNER_PERSISTENCE_NFS_HOST", required_because=why)
@@ -848,11 +852,13 @@ def update_storage(c, env, notebook_dir):
         opts = env.str("SPAWNER_PERSISTENCE_NFS_OPTS", DEFAULT_OPTS[kind])
         if not device.lstrip(":").startswith("/"):
             raise ConfigError("SPAWNER_PERSISTENCE_NFS_DEVICE", device, "a path like :/export/dir")
+        root = env.str("SPAWNER_PERSISTENCE_NFS_ROOT", "")
     elif kind == "cifs":
         why = "required when SPAWNER_PERSISTENCE_VOLUME_TYPE is cifs"
         host = env.str("SPAWNER_PERSISTENCE_CIFS_HOST", required_because=why)
         device = env.str("SPAWNER_PERSISTENCE_CIFS_DEVICE", required_because=why)
         opts = env.str("SPAWNER_PERSISTENCE_CIFS_OPTS", DEFAULT_OPTS["cifs"], secret=True)
+        root = env.str("SPAWNER_PERSISTENCE_CIFS_ROOT", "")
     if opts and not opts.startswith(","):
         opts = "," + opts
     storage = Storage(
@@ -864,6 +870,7 @@ def update_storage(c, env, notebook_dir):
         host=host,
         device=device,
         opts=opts,
+        root=root,
     )
     # Check the templates now, with sample names, not at a user's first spawn.
     sample, other = "sample-2duser", "other-2duser"
@@ -882,7 +889,29 @@ def update_storage(c, env, notebook_dir):
     except ValueError as e:
         name = "SPAWNER_PERSISTENCE_%s_DEVICE" % ("CIFS" if kind == "cifs" else "NFS")
         raise ConfigError(name, device, f"a path, may contain {{username}} ({e})") from None
+    if kind != "local":
+        check_share_root(env, storage)
     c.SwarmUserSpawner.storage = storage
+
+
+def check_share_root(env, storage):
+    """The share's root (SPAWNER_PERSISTENCE_NFS_ROOT / _CIFS_ROOT), which
+    docker-compose.nfs.yml / .cifs.yml mount into the hub at MKDIRPATH, must
+    hold every user's directory: the device's part before {username}, or a
+    directory above it. Defaults to that part (README: Storage)."""
+    kind = "CIFS" if storage.type == "cifs" else "NFS"
+    fixed = split_device(server_path(storage), "x")[0]
+    env.record(f"SPAWNER_PERSISTENCE_{kind}_ROOT", share_root(storage))
+    forms = (f"an absolute path on the server, {fixed} (the part of "
+             f"SPAWNER_PERSISTENCE_{kind}_DEVICE before {{username}}) or a directory above it")
+    if storage.root and (not storage.root.startswith("/") or ".." in storage.root.split("/")):
+        raise ConfigError(f"SPAWNER_PERSISTENCE_{kind}_ROOT", storage.root, forms)
+    if below_root(share_root(storage), fixed) is None:
+        raise ConfigError(f"SPAWNER_PERSISTENCE_{kind}_ROOT", storage.root, forms)
+    mkdir = storage.mkdir_root
+    if not mkdir.startswith("/") or mkdir.rstrip("/") == "":
+        raise ConfigError("SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH", mkdir,
+                          "an absolute path other than /, where the hub mounts the share's root")
 
 
 # -- Resources: swarm limits and reservations (0: none) ----------------------

@@ -334,6 +334,10 @@ class Storage:
     host: str = ""
     device: str = ""
     opts: str = ""
+    # NFS/CIFS: the path on the server mounted at mkdir_root (NFS: the
+    # exported path; CIFS: /share[/path]); "": the device up to its first
+    # segment with a placeholder (share_root)
+    root: str = ""
 
 
 def _fill(template, username):
@@ -382,17 +386,45 @@ def storage_mount(storage, username):
     return mount
 
 
+def server_path(storage):
+    """The device's path on the server: NFS without the ':', CIFS without
+    //host (the share name first)."""
+    device = storage.device
+    if storage.type == "cifs" and device.startswith("//"):
+        device = device[2:].partition("/")[2]
+    return "/" + device.lstrip(":").lstrip("/")
+
+
+def share_root(storage):
+    """The path on the server that the hub mounts at mkdir_root: storage.root,
+    else the device up to its first segment with {username}."""
+    if storage.root:
+        return "/" + storage.root.strip("/")
+    return split_device(server_path(storage), "x")[0]
+
+
+def below_root(root, path):
+    """path's part below root, both absolute server paths compared segment by
+    segment; None when root is not root or a directory above it."""
+    r = [s for s in root.split("/") if s]
+    p = [s for s in path.split("/") if s]
+    if p[:len(r)] != r:
+        return None
+    return "/".join(p[len(r):])
+
+
 def user_directory(storage, username):
     """Where the hub creates the user's directory on the mounted share, or
     None for local volumes. Never outside storage.mkdir_root."""
     if storage.type == "local":
         return None
-    device = storage.device
-    if storage.type == "cifs" and device.startswith("//"):
-        device = device[2:].partition("/")[2]
-    _, rel = split_device(device.lstrip(":"), username)
+    device_root, rel = split_device(server_path(storage), username)
+    above = below_root(share_root(storage), device_root)
+    if above is None:
+        raise ValueError(f"share root {share_root(storage)!r} is not {device_root!r} "
+                         "or a directory above it")
     root = os.path.realpath(storage.mkdir_root)
-    path = os.path.realpath(os.path.join(root, rel))
+    path = os.path.realpath(os.path.join(root, above, rel))
     if os.path.commonpath([root, path]) != root or path == root:
         raise ValueError(f"user directory {rel!r} escapes {root}")
     return path
@@ -712,15 +744,41 @@ class SwarmUserSpawner(SwarmSpawner):
         path = user_directory(self.storage, self.escaped_name)
         if path is None:
             return
-        root = self.storage.mkdir_root
-        if not os.path.isdir(root):
-            self.log.info("%s is not mounted in the hub; not creating %s", root, path)
-            return
-        os.makedirs(path, exist_ok=True)
+        st = self.storage
+        root = st.mkdir_root
+        kind = "CIFS" if st.type == "cifs" else "NFS"
+        share = (f"//{st.host}{share_root(st)}" if st.type == "cifs"
+                 else f"{st.host}:{share_root(st)}")
+        if not self._share_is_mounted(root):
+            # docker would mount a directory that does not exist: refuse
+            # now, with the fix, before any service exists
+            raise SpawnFailed(
+                f"Your server could not start: SPAWNER_PERSISTENCE_VOLUME_TYPE is {st.type}, "
+                f"but SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH={root} is not a mount point in "
+                f"the hub, so the hub cannot create {path} before docker mounts it. Mount "
+                f"the share's root {share} (SPAWNER_PERSISTENCE_{kind}_ROOT) there: deploy "
+                f"with -c docker-compose.{kind.lower()}.yml after the stack file "
+                f"(README: Storage).")
         try:
-            os.chown(path, *self.storage.owner)
+            os.makedirs(path, exist_ok=True)
         except OSError as e:
-            self.log.warning("Could not chown %s: %s", path, e)
+            raise SpawnFailed(
+                f"Your server could not start: the hub could not create {path} on the share "
+                f"{share} mounted at SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH={root}: "
+                f"{e.strerror or e}. The export must let the hub's node create directories "
+                f"as root (NFS: no_root_squash for it), or create the directory beforehand, "
+                f"owned by SPAWNER_PERSISTENCE_VOLUME_OWNER (README: Storage).") from None
+        try:
+            os.chown(path, *st.owner)
+        except OSError as e:
+            self.log.warning("Could not chown %s to %s:%s (SPAWNER_PERSISTENCE_VOLUME_OWNER): "
+                             "%s", path, *st.owner, e)
+
+    @staticmethod
+    def _share_is_mounted(path):
+        """True when path is a mount point in the hub's container (the stack's
+        share-root volume of docker-compose.nfs.yml or .cifs.yml)."""
+        return os.path.ismount(path)
 
     # -- internal TLS: the server's certificates as swarm secrets --------------
     # dockerspawner copies them into a docker volume on the hub's node, which
@@ -1909,6 +1967,10 @@ def check_main(argv, c, report, secret_names, out=sys.stdout):
             rows.append(("volume options", ", ".join(f"{k}={v}" for k, v in options.items())))
         directory = user_directory(storage, escaped)
         if directory:
+            share = (f"//{storage.host}{share_root(storage)}" if storage.type == "cifs"
+                     else f"{storage.host}:{share_root(storage)}")
+            rows.append(("share root in the hub", f"{share} -> {storage.mkdir_root} "
+                         "(docker-compose.%s.yml)" % ("cifs" if storage.type == "cifs" else "nfs")))
             rows.append(("directory made by the hub", directory))
         for key, value in rows:
             print(f"  {key}: {value}", file=out)

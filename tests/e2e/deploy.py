@@ -177,11 +177,12 @@ class Deployment:
         return time.monotonic() - t0
 
 
-def deploy(tls_ca=None, extra_files=(), **overrides):
+def deploy(tls_ca=None, extra_files=(), wait=True, **overrides):
     """Deploy the stack from scratch with the e2e defaults plus `overrides`
     (None removes a variable), merging the compose files `extra_files` after
     the stack file (swarm.stack_deploy); wait until /hub/health answers through the
-    proxy (over HTTPS, trusting `tls_ca`, when given). Returns the Deployment."""
+    proxy (over HTTPS, trusting `tls_ca`, when given), unless not `wait` (a
+    hub that cannot start). Returns the Deployment."""
     if swarm.HOST is None:  # the local engine; tests/e2e_cluster locks its own
         hold_engine_lock()
     swarm.cleanup()
@@ -200,6 +201,8 @@ def deploy(tls_ca=None, extra_files=(), **overrides):
     check_interpolation(env)
     d = Deployment(port, env, tls_ca=tls_ca)
     Deployment.current = d
+    if not wait:
+        return d
     with phase("hub healthy through the proxy"):
         try:
             d.wait_healthy()

@@ -25,6 +25,8 @@ PROXY_SERVICE = f"{STACK}_proxy"
 DOCKER_API_SERVICE = f"{STACK}_docker-api"  # the engine's API, filtered, for the hub
 DOCKER_NETWORK = f"{STACK}_jupyterhub_docker"  # hub <-> docker-api
 DATA_VOLUME = f"{STACK}_jupyterhub-data"
+# docker-compose.nfs.yml's share root in the hub (keeps its options: removed)
+SHARE_ROOT_VOLUME = f"{STACK}_jupyterhub-share-root"
 USER_SERVICE_PREFIX = "jupyter-"
 USER_VOLUME_PREFIX = "jupyterhub-user-"
 
@@ -269,7 +271,8 @@ def cleanup(timeout=120):
     volumes = [
         v
         for v in docker("volume", "ls", "-q").stdout.split()
-        if v in (DATA_VOLUME, f"{STACK}_jupyterhub-ssl", f"{STACK}_jupyterhub-proxy-certs")
+        if v in (DATA_VOLUME, f"{STACK}_jupyterhub-ssl", f"{STACK}_jupyterhub-proxy-certs",
+                 SHARE_ROOT_VOLUME)
         or v.startswith(USER_VOLUME_PREFIX)
     ]
     # internal TLS secrets of user services removed above without the hub

@@ -3,8 +3,10 @@ timeout, on a deployment of their own:
 
     the shared settings, plus SPAWNER_PULL_POLICY=skip (the hub does not look
     for the image, swarm does), an nfs3 volume at 127.0.0.1:/nowhere (these
-    machines have no NFS client: the mount fails with "no such device") and
-    SPAWNER_START_TIMEOUT=300 (a failure that came from the timeout would
+    machines have no NFS client: the mount fails with "no such device"), a
+    plain local volume as the share's root in the hub
+    (tests/e2e/share-root-standin.yml: without one the hub refuses NFS
+    spawns itself, test_19) and SPAWNER_START_TIMEOUT=300 (a failure that came from the timeout would
     need 300 s and say so)
 
 - frank: his volume cannot be mounted: swarm fails the task;
@@ -46,13 +48,14 @@ FAILING = dict(
     SPAWNER_PERSISTENCE_NFS_DEVICE=":/nowhere",
     SPAWNER_START_TIMEOUT=str(START_TIMEOUT),
 )
+STANDIN_SHARE_ROOT = "tests/e2e/share-root-standin.yml"
 # what swarm/dockerd say about a mount that cannot work
 MOUNT_REASONS = ("no such device", "invalid mount config", "failed to mount local volume")
 
 
 @pytest.fixture(scope="module")
 def failing_hub(e2e_env):
-    d = deploy(**FAILING)
+    d = deploy(extra_files=[STANDIN_SHARE_ROOT], **FAILING)
     d.admin = d.admin_client()  # made at the first start, generated password
     yield d
     if os.environ.get("JHSWARM_E2E_KEEP") != "1":

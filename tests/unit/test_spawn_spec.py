@@ -6,9 +6,11 @@ tests/e2e checks the same specs on a real swarm.
 """
 
 import asyncio
+import os
 
 import pytest
 from conftest import load_config
+from jupyterhub_swarm import SpawnFailed, SwarmUserSpawner
 from spawner_harness import make_spawner, spawn_spec
 
 RULES = {
@@ -156,12 +158,23 @@ def test_default_gpu_count_for_everyone():
         {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]
 
 
-def test_nfs_volume_per_user():
+@pytest.fixture
+def share(tmp_path, monkeypatch):
+    """A directory standing in for the share's root mounted in the hub: the
+    hub's mount-point test says yes for it (and only for it)."""
+    root = tmp_path / "share"
+    root.mkdir()
+    monkeypatch.setattr(SwarmUserSpawner, "_share_is_mounted",
+                        staticmethod(lambda path: os.path.samefile(path, root)))
+    return root
+
+
+def test_nfs_volume_per_user(share):
     spec, _, _ = spawn_spec(cfg_with(
         SPAWNER_PERSISTENCE_VOLUME_TYPE="nfs3", SPAWNER_PERSISTENCE_NFS_HOST="10.0.0.10",
         SPAWNER_PERSISTENCE_NFS_DEVICE=":/nas/jupyterhub/{username}",
         SPAWNER_PERSISTENCE_NFS_OPTS=",vers=3,nolock,hard",
-        SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH="/nonexistent-share-root",
+        SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=str(share),
     ), "alice-torch")
     mount = container(spec)["Mounts"][0]
     assert mount["Type"] == "volume"
@@ -175,20 +188,19 @@ def test_nfs_volume_per_user():
     assert "CHOWN_EXTRA" not in env_of(spec)
 
 
-def test_cifs_volume_per_user():
+def test_cifs_volume_per_user(share):
     spec, _, _ = spawn_spec(cfg_with(
         SPAWNER_PERSISTENCE_VOLUME_TYPE="cifs", SPAWNER_PERSISTENCE_CIFS_HOST="u1.your-server.de",
         SPAWNER_PERSISTENCE_CIFS_DEVICE="//u1.your-server.de/backup",
-        SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH="/nonexistent-share-root",
+        SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=str(share),
     ), "bob")
     options = container(spec)["Mounts"][0]["VolumeOptions"]["DriverConfig"]["Options"]
     assert options == {"type": "cifs", "o": "addr=u1.your-server.de,file_mode=0777,dir_mode=0777",
                        "device": "//u1.your-server.de/backup/bob"}
 
 
-def test_hub_makes_the_user_directory_on_the_share(tmp_path):
-    root = tmp_path / "share"
-    root.mkdir()
+def test_hub_makes_the_user_directory_on_the_share(share):
+    root = share
     cfg = cfg_with(
         SPAWNER_PERSISTENCE_VOLUME_TYPE="nfs4", SPAWNER_PERSISTENCE_NFS_HOST="h",
         SPAWNER_PERSISTENCE_NFS_DEVICE=":/export/jh/{username}/home",
@@ -200,6 +212,77 @@ def test_hub_makes_the_user_directory_on_the_share(tmp_path):
     assert made.is_dir()
     assert (made.stat().st_uid, made.stat().st_gid) == (1234, 567)
     assert sorted(p.name for p in root.iterdir()) == ["alice-2dtorch"]
+
+
+def test_a_share_root_above_the_device_holds_the_path_between(share):
+    """SPAWNER_PERSISTENCE_NFS_ROOT=/export mounted, device /export/jh/{username}:
+    the hub makes jh/<user> below the mount."""
+    spawn_spec(cfg_with(
+        SPAWNER_PERSISTENCE_VOLUME_TYPE="nfs3", SPAWNER_PERSISTENCE_NFS_HOST="h",
+        SPAWNER_PERSISTENCE_NFS_DEVICE=":/export/jh/{username}",
+        SPAWNER_PERSISTENCE_NFS_ROOT="/export",
+        SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=str(share),
+        SPAWNER_PERSISTENCE_VOLUME_OWNER=f"{os.getuid()}:{os.getgid()}",
+    ), "carol")
+    assert (share / "jh" / "carol").is_dir()
+
+
+NFS = dict(SPAWNER_PERSISTENCE_VOLUME_TYPE="nfs3", SPAWNER_PERSISTENCE_NFS_HOST="10.0.0.10",
+           SPAWNER_PERSISTENCE_NFS_DEVICE=":/nas/jupyterhub/{username}")
+
+
+@pytest.mark.parametrize("kind,extra,share_name", [
+    ("nfs3", NFS, "10.0.0.10:/nas/jupyterhub (SPAWNER_PERSISTENCE_NFS_ROOT)"),
+    ("cifs", dict(SPAWNER_PERSISTENCE_VOLUME_TYPE="cifs", SPAWNER_PERSISTENCE_CIFS_HOST="srv",
+                  SPAWNER_PERSISTENCE_CIFS_DEVICE="//srv/share/{username}",
+                  SPAWNER_PERSISTENCE_CIFS_OPTS=",username=bob,password=Sup3rS3cret"),
+     "//srv/share (SPAWNER_PERSISTENCE_CIFS_ROOT)"),
+])
+def test_share_root_not_mounted_refuses_the_spawn(tmp_path, kind, extra, share_name):
+    """An existing directory that is no mount point (the image's own, or one
+    of the hub's container) is not the share: creating the user's directory
+    there would not create it on the server, and docker's mount would fail
+    later. The spawn fails before any service exists, saying what to do."""
+    cfg = cfg_with(SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=str(tmp_path), **extra)
+    spawner = make_spawner(cfg, "alice")
+    created = []
+
+    async def docker(method, *args, **kwargs):
+        created.append(method)
+        raise AssertionError(f"docker called: {method}")
+
+    spawner.docker = docker
+    with pytest.raises(SpawnFailed) as e:
+        asyncio.run(spawner.start())
+    message = e.value.jupyterhub_message
+    assert message.startswith("Your server could not start: "), message
+    assert f"SPAWNER_PERSISTENCE_VOLUME_TYPE is {kind}" in message, message
+    assert f"SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH={tmp_path} is not a mount point" in message
+    assert share_name in message, message
+    assert f"docker-compose.{'cifs' if kind == 'cifs' else 'nfs'}.yml" in message, message
+    assert "Sup3rS3cret" not in message and "username=bob" not in message
+    assert created == [] and list(tmp_path.iterdir()) == []
+
+
+def test_local_volumes_need_no_share(tmp_path):
+    spec, _, _ = spawn_spec(cfg_with(SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=str(tmp_path / "no")),
+                            "alice")
+    assert container(spec)["Mounts"][0]["Source"] == "jupyterhub-user-alice"
+
+
+def test_a_share_the_hub_cannot_write_says_what_the_export_must_allow(share, monkeypatch):
+    """Root squash: the hub (root) is nobody on the server and cannot create
+    the user's directory."""
+    def squashed(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "makedirs", squashed)
+    spawner = make_spawner(cfg_with(SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=str(share), **NFS), "dan")
+    with pytest.raises(SpawnFailed) as e:
+        asyncio.run(spawner.start())
+    message = e.value.jupyterhub_message
+    assert f"could not create {share}/dan" in message and "Permission denied" in message, message
+    assert "no_root_squash" in message and "SPAWNER_PERSISTENCE_VOLUME_OWNER" in message, message
 
 
 def test_long_usernames_get_valid_service_names():

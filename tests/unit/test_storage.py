@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from jupyterhub_swarm import Storage, storage_mount, user_directory
+from jupyterhub_swarm import Storage, share_root, storage_mount, user_directory
 
 
 def storage(**kw):
@@ -73,3 +73,69 @@ def test_bad_placeholder_is_an_error():
         storage_mount(storage(source_name="vol-{user}"), "alice")
     with pytest.raises(ValueError):
         storage_mount(storage(source_name="vol {username}"), "alice")
+
+
+# -- the share's root, mounted into the hub (docker-compose.nfs.yml / .cifs.yml)
+
+NFS = dict(SPAWNER_PERSISTENCE_VOLUME_TYPE="nfs3", SPAWNER_PERSISTENCE_NFS_HOST="10.0.0.10",
+           SPAWNER_PERSISTENCE_NFS_DEVICE=":/nas/jupyterhub/{username}")
+
+
+@pytest.mark.parametrize("device,root", [
+    (":/nas/jupyterhub/{username}", "/nas/jupyterhub"),
+    (":/nas/jupyterhub/{username}/work", "/nas/jupyterhub"),
+    (":/var/docker-nfs", "/var/docker-nfs"),  # users get /var/docker-nfs/<user>
+    (":/home-{username}", "/"),
+])
+def test_the_share_root_defaults_to_the_device_before_username(device, root):
+    assert share_root(storage(type="nfs3", host="h", device=device)) == root
+
+
+def test_cifs_share_root_has_no_host():
+    st = storage(type="cifs", host="srv", device="//srv/backup/jh/{username}")
+    assert share_root(st) == "/backup/jh"
+    assert share_root(storage(type="cifs", host="srv", device="/backup")) == "/backup"
+
+
+def test_user_directory_below_a_root_above_the_device(tmp_path):
+    st = storage(type="nfs3", host="h", device=":/nas/jupyterhub/{username}", root="/nas",
+                 mkdir_root=str(tmp_path))
+    assert user_directory(st, "bob") == os.path.join(str(tmp_path), "jupyterhub", "bob")
+    # the user's volume does not change with the root
+    assert storage_mount(st, "bob")["driver_config"]["options"]["device"] == ":/nas/jupyterhub/bob"
+
+
+def test_config_records_the_share_root_the_stack_must_mount():
+    from conftest import load_config
+    cfg = load_config(**NFS)
+    st = cfg.SwarmUserSpawner.storage
+    assert (st.root, share_root(st), st.mkdir_root) == ("", "/nas/jupyterhub", "/jupyterhub_data")
+    cfg = load_config(SPAWNER_PERSISTENCE_NFS_ROOT="/nas/", **NFS)
+    assert share_root(cfg.SwarmUserSpawner.storage) == "/nas"
+
+
+@pytest.mark.parametrize("root", ["/nas/jupyterhub/alice", "/elsewhere", "/nas/jupyter",
+                                  "nas/jupyterhub", "/nas/../etc"])
+def test_a_share_root_that_does_not_hold_the_users_directories_is_refused(root):
+    from conftest import config_error
+    message = config_error(SPAWNER_PERSISTENCE_NFS_ROOT=root, **NFS)
+    assert f"SPAWNER_PERSISTENCE_NFS_ROOT={root!r}" in message or root in message, message
+    assert "/nas/jupyterhub (the part of SPAWNER_PERSISTENCE_NFS_DEVICE before {username})" \
+        in message, message
+
+
+def test_cifs_root_is_checked_against_the_cifs_device():
+    from conftest import config_error
+    message = config_error(SPAWNER_PERSISTENCE_VOLUME_TYPE="cifs", SPAWNER_PERSISTENCE_CIFS_HOST="srv",
+                           SPAWNER_PERSISTENCE_CIFS_DEVICE="//srv/backup/{username}",
+                           SPAWNER_PERSISTENCE_CIFS_OPTS=",password=Sup3rS3cret",
+                           SPAWNER_PERSISTENCE_CIFS_ROOT="/other")
+    assert "SPAWNER_PERSISTENCE_CIFS_ROOT" in message and "/backup (the part" in message, message
+    assert "Sup3rS3cret" not in message
+
+
+def test_mkdirpath_must_be_a_directory_below_slash():
+    from conftest import config_error
+    for bad in ("/", "data"):
+        message = config_error(SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH=bad, **NFS)
+        assert "SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH" in message, message
