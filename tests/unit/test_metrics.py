@@ -193,3 +193,35 @@ def test_the_hub_serves_metrics_with_the_node_series():
     handlers = dict(make_authenticator(load_config())[2]().get_handlers(None))
     assert handlers[r"/metrics$"] is SwarmMetricsHandler
     assert handlers[r"/api/metrics$"] is SwarmMetricsHandler
+
+
+# -- the scraper's token: a service with read:metrics only ------------------------
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_metrics_token_makes_a_read_metrics_service():
+    cfg = load_config(HUB_METRICS_TOKEN=TOKEN)
+    assert cfg.JupyterHub.services == [{"name": "prometheus", "api_token": TOKEN}]
+    assert cfg.JupyterHub.load_roles == [
+        {"name": "metrics", "scopes": ["read:metrics"], "services": ["prometheus"]}]
+
+
+def test_no_token_no_service():
+    cfg = load_config()
+    assert "services" not in cfg.JupyterHub and "load_roles" not in cfg.JupyterHub
+
+
+def test_the_token_and_the_culler_both_get_their_service(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    cfg = load_config(HUB_METRICS_TOKEN_FILE=str(path), HUB_CULL_IDLE_TIMEOUT="3600")
+    assert [s["name"] for s in cfg.JupyterHub.services] == ["idle-culler", "prometheus"]
+    assert cfg.JupyterHub.services[1]["api_token"] == TOKEN
+    assert [r["name"] for r in cfg.JupyterHub.load_roles] == ["idle-culler", "metrics"]
+
+
+@pytest.mark.parametrize("token", ["short", "0123456789 abcdef0123456789"])
+def test_a_weak_token_is_refused_without_showing_it(token):
+    message = config_error(HUB_METRICS_TOKEN=token)
+    assert "HUB_METRICS_TOKEN" in message and token not in message, message
