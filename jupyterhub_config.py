@@ -82,6 +82,7 @@ SECRET_FILES = {
     "HUB_DB_URL": "HUB_DB_URL_FILE",
     "SPAWNER_PERSISTENCE_CIFS_OPTS": "SPAWNER_PERSISTENCE_CIFS_OPTS_FILE",
     "AUTH_ADMIN_PASSWORD": "AUTH_ADMIN_PASSWORD_FILE",
+    "HUB_METRICS_TOKEN": "HUB_METRICS_TOKEN_FILE",
 }
 
 
@@ -675,6 +676,7 @@ HUB = [
     ("HUB_CULL_IDLE_TIMEOUT", integer, 0, None),
     ("HUB_CULL_EVERY", integer, 0, None),
     ("HUB_CULL_MAX_AGE", integer, 0, None),
+    ("HUB_METRICS_TOKEN", secret, None, None),
 ]
 
 
@@ -719,6 +721,34 @@ def update_hub(c, env):
     if cull_timeout:
         update_culler(c, cull_timeout, v["HUB_CULL_EVERY"], v["HUB_CULL_MAX_AGE"],
                       hub_port, internal_ssl_path)
+    if v["HUB_METRICS_TOKEN"]:
+        update_metrics(c, v["HUB_METRICS_TOKEN"])
+
+
+def add_service(c, service, role):
+    """A hub service and its role, beside those set before."""
+    hub = c.JupyterHub
+    hub.services = list(hub.get("services", [])) + [service]
+    hub.load_roles = list(hub.get("load_roles", [])) + [role]
+
+
+# Tokens JupyterHub takes are 8 characters at least; a metrics token is
+# written into Prometheus' configuration: ask for a real one.
+METRICS_TOKEN_MIN = 16
+METRICS_SERVICE = "prometheus"
+
+
+def update_metrics(c, token):
+    """/hub/metrics for a scraper: a service `prometheus` with this token
+    and a role of the read:metrics scope only (no access to users or
+    servers). JupyterHub answers 403 without it."""
+    if len(token) < METRICS_TOKEN_MIN or not token.isprintable() or any(
+            ch.isspace() for ch in token):
+        raise ConfigError("HUB_METRICS_TOKEN", token,
+                          f"at least {METRICS_TOKEN_MIN} printable characters without spaces, "
+                          "like the output of `openssl rand -hex 32`", secret=True)
+    add_service(c, {"name": METRICS_SERVICE, "api_token": token},
+                {"name": "metrics", "scopes": ["read:metrics"], "services": [METRICS_SERVICE]})
 
 
 def update_internal_ssl(c, path):
@@ -758,12 +788,11 @@ def update_culler(c, timeout, every, max_age, hub_port, internal_ssl_path):
         command.append(f"--max-age={max_age}")
     if internal_ssl_path:  # the hub's API then speaks TLS only
         command += ["--ssl-enabled=true", f"--internal-certs-location={internal_ssl_path}"]
-    c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
-    c.JupyterHub.load_roles = [{
+    add_service(c, {"name": "idle-culler", "command": command}, {
         "name": "idle-culler",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
         "services": ["idle-culler"],
-    }]
+    })
 
 
 # --------------------------------------------------------------------------

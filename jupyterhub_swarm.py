@@ -39,7 +39,9 @@ from docker.types import (DriverConfig, Mount, NetworkAttachmentConfig, RestartP
                           SecretReference)
 from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
+from jupyterhub.handlers.metrics import MetricsHandler
 from jupyterhub.proxy import ConfigurableHTTPProxy
+from jupyterhub.utils import metrics_authentication
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES  # noqa: F401
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
@@ -47,6 +49,7 @@ from nativeauthenticator.handlers import (ChangePasswordAdminHandler, ChangePass
                                           DiscardHandler, SignUpHandler,
                                           ToggleAuthorizationHandler, admin_users_scope)
 from nativeauthenticator.orm import UserInfo
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from tornado import web
 from traitlets import Bool, Dict, Instance, Integer, Tuple, Unicode, default
 
@@ -504,6 +507,56 @@ def judge_start(tasks, waited, resource_wait):
 
 
 # --------------------------------------------------------------------------
+# Metrics of spawns, in JupyterHub's own registry (/hub/metrics)
+# --------------------------------------------------------------------------
+
+# Why a spawn failed: a fixed set, the `reason` label of
+# jupyterhub_swarm_spawn_failures_total (README, "Metrics").
+FAILURE_KINDS = (
+    "unplaceable",   # no node satisfies the placement constraints
+    "platform",      # no node has the platform (SPAWNER_PLATFORM)
+    "no_resources",  # no node had the CPUs/memory/GPUs free within SPAWNER_RESOURCE_WAIT
+    "mount",         # swarm could not mount the user's volume
+    "image",         # the image could not be found or pulled
+    "exited",        # the server's container ended while starting
+    "timeout",       # SPAWNER_START_TIMEOUT passed
+    "other",         # anything else
+)
+_MOUNT_WORDS = re.compile(r"mount|no such device", re.I)
+_IMAGE_WORDS = re.compile(r"no such image|pull access denied|manifest unknown|"
+                          r"repository does not exist|image .*not found", re.I)
+
+
+def unplaceable_kind(err):
+    """"platform" when swarm's only hopeless reason is the platform, else
+    "unplaceable" (constraints, or constraints and platform)."""
+    if "unsupported platform" in err and "constraints not satisfied" not in err:
+        return "platform"
+    return "unplaceable"
+
+
+def ended_kind(err):
+    """The kind of a failure whose task swarm ended, from swarm's words."""
+    if _MOUNT_WORDS.search(err):
+        return "mount"
+    if _IMAGE_WORDS.search(err):
+        return "image"
+    return "exited"
+
+
+SPAWN_FAILURES = Counter(
+    "jupyterhub_swarm_spawn_failures_total",
+    "User server spawns that failed, by reason kind: " + ", ".join(FAILURE_KINDS),
+    ["reason"])
+for _kind in FAILURE_KINDS:  # every kind from 0, so that increase() sees the first one
+    SPAWN_FAILURES.labels(_kind)
+NODE_WAIT = Histogram(
+    "jupyterhub_swarm_node_wait_seconds",
+    "Seconds from the creation of a user server's service until swarm gave its task a node",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, float("inf")))
+
+
+# --------------------------------------------------------------------------
 # The spawner
 # --------------------------------------------------------------------------
 
@@ -514,9 +567,10 @@ class SpawnFailed(web.HTTPError):
     An HTTPError with jupyterhub_message set: JupyterHub then shows the
     reason on the spawn page, in the API's error and in its log."""
 
-    def __init__(self, reason):
+    def __init__(self, reason, kind="other"):
         super().__init__(500, "%s", reason)
         self.jupyterhub_message = reason
+        self.kind = kind if kind in FAILURE_KINDS else "other"
 
 
 class SwarmUserSpawner(SwarmSpawner):
@@ -702,6 +756,32 @@ class SwarmUserSpawner(SwarmSpawner):
         return env
 
     async def start(self):
+        """_start, counting a failure by its kind (SPAWN_FAILURES): the one
+        place a spawn's failure is counted. A cancelled start is a timeout
+        when start_timeout has passed (JupyterHub's wait_for cancels it
+        then); earlier it is a user's cancel, not counted."""
+        began = time.monotonic()
+        try:
+            return await self._start()
+        except SpawnFailed as e:
+            SPAWN_FAILURES.labels(e.kind).inc()
+            raise
+        except web.HTTPError as e:
+            if e.status_code < 500:  # a refused choice (a profile): the user's, not a failure
+                raise
+            SPAWN_FAILURES.labels("other").inc()
+            raise
+        except asyncio.CancelledError:
+            # JupyterHub starts its clock just before this coroutine's
+            # first step: allow a second of scheduling
+            if time.monotonic() - began >= self.start_timeout - 1:
+                SPAWN_FAILURES.labels("timeout").inc()
+            raise
+        except Exception:
+            SPAWN_FAILURES.labels("other").inc()
+            raise
+
+    async def _start(self):
         profile = self.chosen_profile()
         self._last_profile = profile.key if profile else ""
         plan = self._plan = self.user_plan(profile)
@@ -912,24 +992,34 @@ class SwarmUserSpawner(SwarmSpawner):
                           "SPAWNER_PULL_POLICY=never does not pull images")
             else:
                 reason = f"could not pull the image {image}: {e.explanation or e}"
-            raise SpawnFailed(f"Your server could not start: {reason}") from None
+            raise SpawnFailed(f"Your server could not start: {reason}", "image") from None
 
     async def start_object(self):
+        """Wait until the new service's task runs, failing with swarm's
+        reason. The first look that finds a task with a node observes
+        NODE_WAIT: the seconds since the service was created (just before)."""
         started = time.monotonic()
         last = None
+        placed = False
         try:
             while True:
                 waited = time.monotonic() - started
-                now = judge_start(await self._tasks(), waited, self.resource_wait)
+                tasks = await self._tasks()
+                if not placed and any(t.get("NodeID") for t in tasks):
+                    placed = True
+                    NODE_WAIT.observe(time.monotonic() - started)
+                now = judge_start(tasks, waited, self.resource_wait)
                 reason = self.scrub(now.reason)
                 if now.kind == "running":
                     return
                 if now.kind == "ended":
-                    await self._fail(f"swarm {now.state} the task: {reason}")
+                    await self._fail(f"swarm {now.state} the task: {reason}", ended_kind(now.reason))
                 if now.kind == "unplaceable":
-                    await self._fail(reason + self._placement_hint(reason))
+                    await self._fail(reason + self._placement_hint(reason),
+                                     unplaceable_kind(now.reason))
                 if now.kind == "no_resources":
-                    await self._fail(f"{reason} (waited {waited:.0f}s{self._wanted_hint(reason)})")
+                    await self._fail(f"{reason} (waited {waited:.0f}s{self._wanted_hint(reason)})",
+                                     "no_resources")
                 if now.kind == "waiting" and (now.state, reason) != last:
                     last = (now.state, reason)
                     self._event(*self._progress_message(now.state, reason))
@@ -968,7 +1058,8 @@ class SwarmUserSpawner(SwarmSpawner):
                     if not any(t.get("Status", {}).get("State") == "running" for t in tasks):
                         ended = last_ended(tasks)
                         reason = self.scrub(task_reason(ended)) if ended else ""
-                        await self._fail(f"the server stopped while starting: {reason}")
+                        await self._fail(f"the server stopped while starting: {reason}",
+                                         "exited")
                 await asyncio.sleep(0.1)
         except asyncio.CancelledError:
             # start_timeout passed or the spawn was cancelled, as in start_object
@@ -1014,9 +1105,9 @@ class SwarmUserSpawner(SwarmSpawner):
         self.object_id = ""
         await self._remove_ssl_secrets()
 
-    async def _fail(self, reason):
+    async def _fail(self, reason, kind):
         await self._remove_service()
-        raise SpawnFailed(f"Your server could not start: {reason}")
+        raise SpawnFailed(f"Your server could not start: {reason}", kind)
 
     async def get_ip_and_port(self):
         """The running task's own address on the user network.
@@ -1607,7 +1698,12 @@ class SwarmNativeAuthenticator(NativeAuthenticator):
                     ToggleAuthorizationHandler: PostToggleAuthorizationHandler,
                     DiscardHandler: PostDiscardHandler}
         return [(path, replaced.get(handler, handler))
-                for path, handler in super().get_handlers(app)] + [(r"/cluster", ClusterHandler)]
+                for path, handler in super().get_handlers(app)] + [
+            (r"/cluster", ClusterHandler),
+            # before JupyterHub's own handlers of these paths (init_handlers)
+            (r"/metrics$", SwarmMetricsHandler),
+            (r"/api/metrics$", SwarmMetricsHandler),
+        ]
 
     def bootstrap_admins(self, password):
         import bcrypt
@@ -1755,18 +1851,22 @@ class ClusterView:
 CLUSTER = ClusterView()
 
 
+def hub_owners(handler):
+    """{service name: (user, server name)} of the servers the hub runs."""
+    found = {}
+    for orm_spawner in handler.db.query(orm.Spawner).filter(orm.Spawner.server_id.isnot(None)):
+        user = handler.users[orm_spawner.user]
+        spawner = user.spawners[orm_spawner.name]
+        found[spawner.object_name] = (user.name, orm_spawner.name)
+    return found
+
+
 class ClusterHandler(BaseHandler):
     """/hub/cluster: every node of the swarm and the user servers on it, for
     admins (403 for everyone else)."""
 
     def owners(self):
-        """{service name: (user, server name)} of the servers the hub runs."""
-        found = {}
-        for orm_spawner in self.db.query(orm.Spawner).filter(orm.Spawner.server_id.isnot(None)):
-            user = self.users[orm_spawner.user]
-            spawner = user.spawners[orm_spawner.name]
-            found[spawner.object_name] = (user.name, orm_spawner.name)
-        return found
+        return hub_owners(self)
 
     @web.authenticated
     async def get(self):
@@ -1784,6 +1884,77 @@ class ClusterHandler(BaseHandler):
             read_at=datetime.fromtimestamp(read_at).strftime("%H:%M:%S") if read_at else None,
             max_age=CLUSTER.max_age)
         self.finish(html)
+
+
+# -- the swarm's nodes in /hub/metrics ----------------------------------------
+
+NODE_GPUS = Gauge(
+    "jupyterhub_swarm_node_gpus",
+    "Generic resources (GPUs) of a swarm node: what it advertises and what "
+    "the tasks on it reserve", ["node", "kind", "state"])
+NODE_USER_SERVERS = Gauge(
+    "jupyterhub_swarm_node_user_servers",
+    "User servers whose task is on this node (swarm wants it running)", ["node"])
+USER_SERVERS_WAITING = Gauge(
+    "jupyterhub_swarm_user_servers_waiting",
+    "User servers whose task has no node yet")
+CLUSTER_UP = Gauge(
+    "jupyterhub_swarm_cluster_up",
+    "1 when the last read of the swarm's nodes, services and tasks worked; "
+    "0 when it failed (the node series are then absent)")
+
+
+def node_samples(nodes, waiting):
+    """The per-node series of cluster_rows' rows: ({(node, kind, state):
+    count}, {node: user servers}, servers waiting). Nodes are named by
+    hostname; two nodes of one hostname add up. Pure."""
+    gpus, servers = {}, {}
+    for n in nodes:
+        servers[n.hostname] = servers.get(n.hostname, 0) + len(n.servers)
+        for kind, advertised, reserved in n.generic:
+            for state, count in (("advertised", advertised), ("reserved", reserved)):
+                key = (n.hostname, kind, state)
+                gpus[key] = gpus.get(key, 0) + count
+    return gpus, servers, len(waiting)
+
+
+def set_node_metrics(samples):
+    """Replace the node series with `samples` (node_samples), or with none
+    (None: the swarm could not be read). No await in here: a scrape, on the
+    same event loop, never sees half of it."""
+    NODE_GPUS.clear()
+    NODE_USER_SERVERS.clear()
+    if samples is None:
+        CLUSTER_UP.set(0)
+        return
+    gpus, servers, waiting = samples
+    for labels, count in gpus.items():
+        NODE_GPUS.labels(*labels).set(count)
+    for node, count in servers.items():
+        NODE_USER_SERVERS.labels(node).set(count)
+    USER_SERVERS_WAITING.set(waiting)
+    CLUSTER_UP.set(1)
+
+
+class SwarmMetricsHandler(MetricsHandler):
+    """JupyterHub's /hub/metrics (and /hub/api/metrics), with the node
+    series read anew from the swarm first: CLUSTER's cache (at most one
+    read every few seconds, in a thread) however often Prometheus scrapes.
+    Authentication as JupyterHub's: the read:metrics scope."""
+
+    @metrics_authentication
+    async def get(self):
+        try:
+            node_list, services, tasks, _, _ = await CLUSTER.get()
+            nodes, waiting = cluster_rows(node_list, services, tasks, hub_owners(self),
+                                          time.time())
+            samples = node_samples(nodes, waiting)
+        except Exception as e:
+            self.log.warning("/hub/metrics could not read the swarm: %s", e)
+            samples = None
+        set_node_metrics(samples)
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.write(generate_latest(REGISTRY))
 
 
 # --------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #   1. scripts/env-up.sh: docker engine, single-node swarm, stand-in images
 #      scripts/browser-up.sh: Debian's chromium (tests/e2e/test_20_browser.py)
 #      scripts/db-up.sh: PostgreSQL + MariaDB on the host (tests/e2e/test_00_databases.py)
+#      scripts/prometheus-up.sh: Debian's prometheus (tests/e2e/test_21_metrics.py)
 #   2. a virtualenv at .venv with requirements-test.txt
 #   3. pytest tests -v "$@"  (unit tests and the real-swarm e2e tests;
 #      tests/e2e_cluster brings up scripts/cluster.sh's 3-node swarm itself
@@ -22,6 +23,7 @@ t0=$SECONDS
 bash scripts/env-up.sh
 bash scripts/browser-up.sh  # Debian's chromium for the browser tests
 bash scripts/db-up.sh  # PostgreSQL and MariaDB for the database tests
+bash scripts/prometheus-up.sh  # Debian's prometheus for the metrics test
 export JHSWARM_DB_READY=1
 export JHSWARM_ENV_READY=1  # the e2e session fixture need not run it again
 

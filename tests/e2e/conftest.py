@@ -24,6 +24,7 @@ Environment:
 """
 
 import os
+import secrets
 import subprocess
 import time
 
@@ -50,6 +51,7 @@ GPU_LABEL = ("calculation_type", "gpu")
 OWN_LABEL_MARKER = "org.jhswarm.e2e.added-calculation_type"
 
 PASSWORD = "e2e-Secret-pass"
+METRICS_TOKEN = secrets.token_hex(32)
 
 # The one configuration all e2e modules share.
 SPAWN_CMD = ["start-singleuser.sh", "--ServerApp.custom_display_url=http://e2e.invalid/a b"]
@@ -79,6 +81,8 @@ SETTINGS = {
     "SPAWNER_PROFILE_GROUPS": "pcpu->lab;pgpu->gpu",
     # a GPU that never comes: fail after 20s instead of the default 60s
     "SPAWNER_RESOURCE_WAIT": "20",
+    # the scrape token of /hub/metrics (test_21_metrics), new every session
+    "HUB_METRICS_TOKEN": METRICS_TOKEN,
 }
 
 
