@@ -5,6 +5,7 @@ import ...`) and the machinery (`from jupyterhub_swarm import ...`) as
 ordinary modules; load_config runs the file as JupyterHub does."""
 
 import os
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,3 +47,20 @@ def config_error(env=None, **overrides):
         load_config(env, **overrides)
     assert info.value.code != 0
     return str(info.value.code)
+
+
+# a PostgreSQL that cannot answer (port 9, discard): a hub that contacts
+# its database before naming a bad setting waits for it, then blames it
+UNREACHABLE_DB = "postgresql://jh:pw@127.0.0.1:9/jh"
+
+
+def run_real_hub(cwd, **env):
+    """Run the real `jupyterhub -f jupyterhub_config.py` with MINIMAL_ENV,
+    the unreachable database and `env`, until it exits; (status, output)."""
+    jupyterhub = Path(sys.executable).with_name("jupyterhub")
+    env = dict(MINIMAL_ENV, PATH=os.environ["PATH"], HUB_DB_URL=UNREACHABLE_DB, **env)
+    proc = subprocess.run([str(jupyterhub), "-f", str(CONFIG_FILE)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    print(output[-2000:])
+    return proc.returncode, output

@@ -124,6 +124,29 @@ def service_names(prefix=""):
     return [name for name in out if name.startswith(prefix)]
 
 
+# -- a service's spec, as the rule and profile tests read it -------------------
+
+
+
+def spec_of(service):
+    found = service_inspect(service)
+    assert found, f"no service {service}; services: {user_services()}"
+    return found["Spec"]
+
+
+def image_of(spec):
+    return spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+
+
+def constraints_of(spec):
+    return sorted(spec["TaskTemplate"].get("Placement", {}).get("Constraints") or [])
+
+
+def generic_resources(spec):
+    reservations = spec["TaskTemplate"].get("Resources", {}).get("Reservations") or {}
+    return reservations.get("GenericResources") or []
+
+
 def network_id(name):
     return docker("network", "inspect", "-f", "{{.Id}}", name).stdout.strip()
 

@@ -264,10 +264,14 @@ def database_outage(d, dbs, kind, admin):
         wait_for(lambda: d.client().login(ADMIN, PASSWORD).ok, 240,
                  f"a login once {kind} is back", interval=1)
         observe(f"databases {kind}: logins work {time.monotonic() - t0:.1f}s after the server is back")
-        # said once when it went, once when it was back (watch_database)
-        logs = swarm.hub_logs(5000).splitlines()
-        down = [line for line in logs if "The hub's database" in line and "does not answer" in line]
-        back = [line for line in logs if "The hub's database" in line and "answers again" in line]
+        # said once when it went, once when it was back (watch_database,
+        # which looks every 10 s)
+        def said(what):
+            return [line for line in swarm.hub_logs(5000).splitlines()
+                    if "The hub's database" in line and what in line]
+
+        wait_for(lambda: said("answers again"), 60, "the hub's log to say the database is back")
+        down, back = said("does not answer"), said("answers again")
         observe(f"databases {kind}: the hub's log: {down} ... {back}")
         assert len(down) == 1 and len(back) == 1, (down, back)
 

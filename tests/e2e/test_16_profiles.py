@@ -16,29 +16,10 @@ import time
 from . import swarm
 from .conftest import BASE_RULE_IMAGE, GPU_IMAGE, SETTINGS, phase
 from .hubclient import start_and_wait
-from .swarm import log, wait_for
+from .swarm import constraints_of, generic_resources, image_of, log, spec_of, wait_for
 
 GLOBAL = SETTINGS["SPAWNER_CONSTRAINTS"]  # node.role==manager
 LABEL = "node.labels.calculation_type==gpu"
-
-
-def spec_of(service):
-    found = swarm.service_inspect(service)
-    assert found, f"no service {service}; services: {swarm.user_services()}"
-    return found["Spec"]
-
-
-def image_of(spec):
-    return spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
-
-
-def constraints_of(spec):
-    return sorted(spec["TaskTemplate"].get("Placement", {}).get("Constraints") or [])
-
-
-def generic_resources(spec):
-    reservations = spec["TaskTemplate"].get("Resources", {}).get("Reservations") or {}
-    return reservations.get("GenericResources") or []
 
 
 def choose(client, name, profile):

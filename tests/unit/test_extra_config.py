@@ -2,13 +2,11 @@
 *.py file of the directory runs after the image's settings, in name order;
 a broken one stops the hub naming the file and the error."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import CONFIG_FILE, MINIMAL_ENV, ROOT, config_error, load_config
+from conftest import CONFIG_FILE, MINIMAL_ENV, ROOT, config_error, load_config, run_real_hub
 
 
 def config_dir(tmp_path, files):
@@ -95,14 +93,8 @@ def test_the_real_hub_stops_at_a_broken_file_before_contacting_anything(tmp_path
     and its error at once, without waiting for the database."""
     text, error = BROKEN[kind]
     directory = config_dir(tmp_path, {"20-broken.py": text})
-    jupyterhub = Path(sys.executable).with_name("jupyterhub")
-    env = dict(MINIMAL_ENV, PATH=os.environ["PATH"], HUB_EXTRA_CONFIG_DIR=str(directory),
-               HUB_DB_URL="postgresql://jh:pw@127.0.0.1:9/jh")
-    proc = subprocess.run([str(jupyterhub), "-f", str(CONFIG_FILE)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    print(output[-2000:])
-    assert proc.returncode != 0
+    status, output = run_real_hub(tmp_path, HUB_EXTRA_CONFIG_DIR=str(directory))
+    assert status != 0
     assert f"the configuration file {directory}/20-broken.py failed at {error}" in output
     assert "waiting up to" not in output and "cannot connect" not in output
     assert "Starting proxy" not in output and "JupyterHub is now running" not in output

@@ -2,15 +2,13 @@
 accounts at start-up, user names, idle culling, the database check."""
 
 import logging
-import os
 
 import bcrypt
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import CONFIG_FILE, MINIMAL_ENV, config_error, load_config
+from conftest import CONFIG_FILE, MINIMAL_ENV, config_error, load_config, run_real_hub
 from jupyterhub_swarm import check_database
 
 
@@ -258,13 +256,7 @@ def test_bad_setting_is_reported_before_the_database_is_contacted(tmp_path):
     """The real `jupyterhub` with an unreachable database and a bad SPAWNER_*
     value: the hub names the bad value at once, rather than first waiting
     for the database and then blaming it."""
-    jupyterhub = Path(sys.executable).with_name("jupyterhub")
-    env = dict(MINIMAL_ENV, PATH=os.environ["PATH"], SPAWNER_USE_GPUS="seven",
-               HUB_DB_URL="postgresql://jh:pw@127.0.0.1:9/jh")
-    proc = subprocess.run([str(jupyterhub), "-f", str(CONFIG_FILE)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    print(output[-2000:])
-    assert proc.returncode != 0
+    status, output = run_real_hub(tmp_path, SPAWNER_USE_GPUS="seven")
+    assert status != 0
     assert "SPAWNER_USE_GPUS='seven' is invalid" in output
     assert "waiting up to" not in output and "cannot connect" not in output
