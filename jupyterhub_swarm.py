@@ -561,6 +561,26 @@ NODE_WAIT = Histogram(
 # --------------------------------------------------------------------------
 
 
+def engine_unreachable(error):
+    """Did a docker call fail to connect at all (refused, or no such name:
+    the stack's docker-api restarting)? Then nothing reached the engine and
+    the call can be made again, a create too. A connection lost mid-call
+    is not this: the engine may have done it."""
+    from urllib3.exceptions import NewConnectionError  # NameResolutionError is one
+
+    seen, stack = set(), [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, NewConnectionError):
+            return True
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__])
+    return False
+
+
 class SpawnFailed(web.HTTPError):
     """A user server that swarm could not run, with swarm's reason.
 
@@ -621,6 +641,13 @@ class SwarmUserSpawner(SwarmSpawner):
         no label, no removal. (HUB_SERVICE_NAME)""")
 
     # Per-spawn state, made anew by start() (and create_certs with TLS).
+    engine_wait = Integer(60, config=True, help="""
+        Seconds a docker call keeps trying while it cannot connect to the
+        engine's API at all (the stack's docker-api service restarting, as
+        in an upgrade that replaces it and the hub together) before it
+        fails. Without it, a hub starting in that moment finds every
+        server's poll failing and forgets the running servers.""")
+
     _plan = None  # this spawn's UserPlan
     _last_profile = ""  # the key of the profile the last start used (state)
     _events = ()  # progress events of this spawn
@@ -632,6 +659,19 @@ class SwarmUserSpawner(SwarmSpawner):
         # start() sets self.image to this spawn's image, which dockerspawner
         # reads; each spawn starts again from the configured one
         self._base_image = self.image
+
+    def _docker(self, method, *args, **kwargs):
+        """dockerspawner's docker call (in its thread), made again every
+        second for up to engine_wait seconds while the engine's API cannot
+        be connected to."""
+        deadline = time.monotonic() + self.engine_wait
+        while True:
+            try:
+                return super()._docker(method, *args, **kwargs)
+            except Exception as e:
+                if not engine_unreachable(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
 
     @default("object_name")
     def _object_name_default(self):
