@@ -1332,27 +1332,12 @@ class SwarmProxy(ConfigurableHTTPProxy):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.should_start and self.check_routes_interval:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # built outside a running hub (tests)
-                loop = None
-            if loop is not None:
-                self._route_watch = loop.create_task(self.watch_routes())
+            self._route_watch = self._in_background(self.watch_routes)
         hub_name = self.config.SwarmUserSpawner.get("hub_name")
         if hub_name:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # built outside a running hub (tests)
-                loop = None
-            if loop is not None:
-                self._leftovers = loop.create_task(self.remove_leftovers(hub_name))
+            self._leftovers = self._in_background(lambda: self.remove_leftovers(hub_name))
         if self.check_database_interval:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # built outside a running hub (tests)
-                loop = None
-            if loop is not None:
-                self._database_watch = loop.create_task(self.watch_database())
+            self._database_watch = self._in_background(self.watch_database)
         if self.app.internal_ssl and not self.should_start:
             files = proxy_cert_files(self.app.internal_proxy_certs,
                                      self.app.internal_trust_bundles)
@@ -1363,6 +1348,16 @@ class SwarmProxy(ConfigurableHTTPProxy):
                 self.log.warning(
                     "%s is not mounted: give the external proxy these files yourself: %s",
                     self.certs_dir, ", ".join(f"{n} <- {src}" for n, (src, _) in files.items()))
+
+    @staticmethod
+    def _in_background(job):
+        """The task of the coroutine job() on the running loop; None when
+        there is none (a proxy built outside a running hub: tests)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return loop.create_task(job())
 
     async def remove_leftovers(self, hub_name):
         """Once the hub has started (every server it owns loaded and
