@@ -76,7 +76,7 @@ def reconfigure(d, **changes):
     hub service only; the data volume (users, cookies) stays."""
     env = {k: v for k, v in dict(d.env, **changes).items() if v is not None}
     old = swarm.hub_container()
-    swarm.stack_deploy(env)
+    swarm.stack_deploy(env, [STANDIN_SHARE_ROOT])  # as deployed: the hub keeps its share root
     wait_for(lambda: (swarm.hub_container() or old) != old, 180, "the reconfigured hub running")
     check_interpolation(env)
     d.env = env
