@@ -6,8 +6,9 @@ a multi-node swarm, maybe on another node with another, empty local
 volume). User services are created with restart condition "none": the
 task stays ended, the hub's poll (every SPAWNER_POLL_INTERVAL, 30 s here)
 sees it, stops the server, and a fresh start works with the saved files.
-Covered: `docker kill` of the container, and a clean exit (the server's
-own shutdown API, as JupyterLab's File > Shut Down). The test waits up to
+Covered: `docker kill` of the container, an OOM kill at SPAWNER_MEM_LIMIT,
+and a clean exit (the server's own shutdown API, as JupyterLab's File >
+Shut Down). The test waits up to
 120 s for the hub to notice and prints how long it took."""
 
 import time
@@ -19,6 +20,19 @@ from .swarm import log, wait_for
 
 NAME = "carl"
 SERVICE = "jupyter-carl"
+# run in the server's container as root: make the server the OOM killer's
+# first choice, then take 3 GiB (over the 1G limit, swap included)
+OOM = """
+import os
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        continue
+    if int(pid) != os.getpid() and b"singleuser" in cmd:
+        open(f"/proc/{pid}/oom_score_adj", "w").write("1000")
+chunks = [bytearray(256 * 1024 * 1024) for _ in range(12)]
+"""
 
 
 def container_of(service):
@@ -56,6 +70,23 @@ def test_a_dead_or_exited_server_ends_and_starts_afresh(hub, make_user):
         hub_sees_it_stopped(carl, "docker kill")
 
     with phase("server exits: start again, the file is there"):
+        start_and_wait(carl)
+        carl.open_server()
+        assert carl.get_file("persistence/kept.txt") == kept
+
+    with phase("server exits: an OOM kill at SPAWNER_MEM_LIMIT (1G here)"):
+        container = container_of(SERVICE)
+        # the server is the process the kernel's OOM killer takes first (its
+        # oom_score_adj raised to the most), then another process in the
+        # container fills more memory than the limit
+        proc = swarm.docker("exec", "-u", "0", container, "python3", "-c", OOM, check=False,
+                            timeout=180)
+        state = swarm.docker("inspect", "-f", "OOMKilled={{.State.OOMKilled}} exit={{.State.ExitCode}}",
+                             container, check=False).stdout.strip()
+        observe(f"server exits: the allocation ended with {proc.returncode}; the container: {state}")
+        hub_sees_it_stopped(carl, "an OOM kill")
+
+    with phase("server exits: start again after the OOM kill"):
         start_and_wait(carl)
         carl.open_server()
         assert carl.get_file("persistence/kept.txt") == kept
