@@ -46,6 +46,7 @@ from .swarm import ROOT, log  # noqa: E402
 # Second and third names of the notebook image, for the suffix rules.
 GPU_IMAGE = "jhswarm-standin/notebook:gpu"
 BASE_RULE_IMAGE = "jhswarm-standin/notebook:base"
+IMAGE_MARKER = "image-{}.txt"  # in the notebook directory of GPU_IMAGE (gpu), BASE_RULE_IMAGE (base)
 MISSING_IMAGE = "jhswarm-missing/image:none"  # exists nowhere, no registry has it
 GPU_LABEL = ("calculation_type", "gpu")
 OWN_LABEL_MARKER = "org.jhswarm.e2e.added-calculation_type"
@@ -130,11 +131,11 @@ def pytest_runtest_makereport(item, call):
 # -- environment and the shared deployment ------------------------------------
 
 
-def _run(cmd, what, timeout, env=None):
+def _run(cmd, what, timeout, env=None, stdin=None):
     t0 = time.monotonic()
     log(f"{what}: {' '.join(cmd)}")
     proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, input=stdin,
         env=None if env is None else {**os.environ, **env},
     )
     if proc.returncode != 0:
@@ -169,8 +170,13 @@ def e2e_env(e2e_lock):
         with phase("pull real images"):
             for image in (notebook, "quay.io/jupyterhub/configurable-http-proxy:4.6.3"):
                 _run([swarm.DOCKER, "pull", image], f"pull {image}", timeout=1800)
+    # the rules' and profiles' images: the notebook image with a file that
+    # says which one a server runs (the browser test looks for it)
     for tag in (GPU_IMAGE, BASE_RULE_IMAGE):
-        swarm.docker("tag", notebook, tag)
+        marker = IMAGE_MARKER.format(tag.rsplit(":", 1)[1])
+        _run([swarm.DOCKER, "build", "-q", "-t", tag, "-"], f"build {tag}", timeout=600,
+             env={"DOCKER_BUILDKIT": "0"},
+             stdin=f"FROM {notebook}\nRUN touch /home/jovyan/work/{marker}\n")
     with phase("clean leftovers"):
         swarm.cleanup()
     yield

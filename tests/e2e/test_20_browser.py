@@ -25,9 +25,10 @@ import re
 import pytest
 
 from .browser import Browsers
-from .conftest import ADMIN, PASSWORD, observe
+from .conftest import ADMIN, IMAGE_MARKER, PASSWORD, observe
 
 USER = "lena"
+CHOOSER = "pia"  # in group `lab`: the shared deployment's profile pcpu is hers to choose
 NOWHERE = "otto-nowhere"  # the shared deployment's `nowhere` rule: no node has its label
 REASON = "scheduling constraints not satisfied"
 NOTEBOOK = "answer.ipynb"
@@ -226,3 +227,39 @@ def test_unplaceable_spawn_shows_reason(hub, browsers, operator):
         expect(page.locator("#progress-bar")).to_have_class(re.compile(r"\bbg-danger\b"))
         expect(page.locator("#progress-details")).to_have_attribute("open", "")
         observe(f"browser: {NOWHERE}'s spawn page says: {message.inner_text()!r}")
+
+
+def test_profile_chosen_on_the_spawn_page(hub, browsers, operator):
+    """A user of group `lab` presses Start, gets the spawn page's choice,
+    picks "Plain CPU" (profile pcpu, the image `...:base`), and JupyterLab
+    opens in that image: its marker file is in the notebook directory."""
+    from playwright.sync_api import expect
+
+    pia = new_account(browsers, operator, CHOOSER)
+    page = pia.page
+    log_in_at_home(browsers, pia, CHOOSER)  # the hub knows her from her first login
+    admin = hub.admin_client()
+    for call in (("POST", "/groups/lab"), ("POST", "/groups/lab/users")):
+        r = admin.api(*call, json={"users": [CHOOSER]} if call[1].endswith("users") else None)
+        assert r.status_code in (200, 201, 409), (call, r.status_code, r.text[:200])
+
+    with browsers.step(f"{CHOOSER}: presses Start My Server, chooses Plain CPU"):
+        page.locator("#start").click()
+        pia.wait_for_path(rf"/hub/spawn(/{CHOOSER})?$")
+        choice = page.locator('input[type=radio][name=profile][value="pcpu"]')
+        expect(choice).to_be_visible()
+        expect(page.locator('input[type=radio][name=profile][value="pgpu"]')).to_have_count(0)
+        choice.check()
+        pia.keep_screenshot("spawn-profiles", docs=True)
+        page.locator('form#spawn_form [type=submit]').click()
+
+    with browsers.step(f"{CHOOSER}: JupyterLab opens in the profile's image"):
+        pia.wait_for_path(rf"/user/{CHOOSER}/lab", timeout=180_000)
+        pia.wait_for_lab()
+        expect(pia.lab_listing_item(IMAGE_MARKER.format("base"))).to_be_visible()
+        observe(f"browser: {CHOOSER} chose Plain CPU; JupyterLab lists {IMAGE_MARKER.format('base')}")
+
+    with browsers.step(f"{CHOOSER}: stops the server"):
+        pia.visit("/hub/home")
+        page.locator("#stop").click()
+        expect(page.locator("#start")).to_have_text("Start My Server", timeout=120_000)
