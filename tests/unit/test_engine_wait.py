@@ -57,8 +57,8 @@ def test_a_refused_call_is_made_again_once_the_engine_answers(monkeypatch):
         server = HTTPServer(("127.0.0.1", port), Engine)
         server.serve_forever()
 
+    spawner = spawner_on(monkeypatch, port, wait=30)  # first: building it takes seconds
     threading.Thread(target=start_later, daemon=True).start()
-    spawner = spawner_on(monkeypatch, port, wait=30)
     try:
         assert spawner._docker("services") == []
     finally:
