@@ -1,9 +1,14 @@
 """Named servers (HUB_ALLOW_NAMED_SERVERS) on the real swarm: a user's
 default and named server run at once as two services, see the same files
 (the user's volume), the per-user limit refuses one more with nothing
-created, and stopping one leaves the other running."""
+created, and stopping one leaves the other running. Then the same in a real
+browser (Debian's chromium, Playwright), as a person does it on the hub's
+home page: delete the stopped named server, type a new name, press "Add New
+Server" and then the new row's "start", land in that server's JupyterLab,
+find the file the default server saved, stop it with its row's "stop"."""
 
 from . import swarm
+from .browser import Browsers
 from .conftest import SETTINGS, observe, phase
 from .deploy import deploy
 from .hubclient import start_and_wait
@@ -12,6 +17,8 @@ from .swarm import wait_for
 NAME = "nina"
 PASSWORD = "a long password 1"
 DEFAULT, SECOND = "jupyter-nina", "jupyter-nina-s-second"
+TYPED = "lab2"  # what the person types; a valid slug, so also the server's name
+THIRD = f"jupyter-nina-s-{TYPED}"
 
 
 def server_model(client, server):
@@ -59,5 +66,53 @@ def test_two_servers_of_one_user_at_once_share_files():
         wait_for(lambda: SECOND not in swarm.user_services(), 90, f"{SECOND} removed")
         assert swarm.running_task(DEFAULT)["ID"] == default_task
         assert user.get_file("persistence/shared.txt", NAME) == "saved by the default server"
-        user.stop_server(NAME)
+
+    with Browsers(d.base_url, "named-servers") as browsers:
+        on_the_home_page(browsers, user, default_task)
+    user.stop_server(NAME)
     swarm.cleanup()
+
+
+def on_the_home_page(browsers, user, default_task):
+    from playwright.sync_api import expect
+
+    nina = browsers.person(NAME)
+    page = nina.page
+    with browsers.step(f"{NAME}: logs in, deletes the stopped server 'second'"):
+        nina.visit("/hub/home")
+        nina.wait_for_path(r"/hub/login$")
+        nina.log_in(NAME, PASSWORD)
+        nina.wait_for_path(r"/hub/home$")
+        page.wait_for_load_state("networkidle")  # home.js hooks up the buttons once loaded
+        page.once("dialog", lambda dialog: dialog.accept())  # "Are you sure ...?"
+        page.locator("#delete-second").click()
+        expect(page.locator('tr[data-server-name="second"]')).to_have_count(0)
+        wait_for(lambda: "second" not in user.api(
+            "GET", f"/users/{NAME}?include_stopped_servers=1").json()["servers"],
+            30, "'second' deleted in the hub")
+
+    with browsers.step(f"{NAME}: types {TYPED!r}, presses Add New Server, then its start"):
+        page.locator(".new-server-name").fill(TYPED)
+        page.locator(".new-server-btn").click()  # JupyterHub 6: adds the row, starts nothing
+        start = page.locator(f"#start-{TYPED}")
+        expect(start).to_be_visible()  # after the page's reload
+        assert sorted(swarm.user_services()) == [DEFAULT]
+        start.click()
+        nina.wait_for_path(rf"/user/{NAME}/{TYPED}/lab", timeout=180_000)
+        observe(f"named servers (browser): services {sorted(swarm.user_services())}")
+        assert sorted(swarm.user_services()) == [DEFAULT, THIRD]
+
+    with browsers.step(f"{NAME}: JupyterLab of {TYPED} has the default server's file"):
+        nina.wait_for_lab()
+        nina.lab_open_folder("persistence")
+        expect(nina.lab_listing_item("shared.txt")).to_be_visible()
+        nina.keep_screenshot("named-server-lab")
+        observe(f"named servers (browser): /user/{NAME}/{TYPED}/lab lists persistence/shared.txt")
+
+    with browsers.step(f"{NAME}: stops {TYPED} on the home page; the default one runs on"):
+        nina.visit("/hub/home")
+        page.wait_for_load_state("networkidle")
+        page.locator(f"#stop-{TYPED}").click()
+        expect(page.locator(f"#start-{TYPED}")).to_be_visible(timeout=120_000)
+        wait_for(lambda: THIRD not in swarm.user_services(), 90, f"{THIRD} removed")
+        assert swarm.running_task(DEFAULT)["ID"] == default_task
