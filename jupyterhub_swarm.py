@@ -20,6 +20,7 @@ volume, no GPU, no constraint).
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
@@ -445,6 +446,11 @@ _NO_SUITABLE_NODE = re.compile(r"no suitable node \((.*)\)")
 # Swarm's filters need a moment to see a new node's resources: an
 # unplaceable task fails only after this many seconds.
 HOPELESS_AFTER = 2
+# Swarm's allocator gives a new task its network addresses within
+# milliseconds; a task still "new" after this many seconds got none, and
+# swarm says why only in the manager's log ("could not find an available
+# IP": the user network is full).
+ADDRESS_WAIT = 10
 
 
 def pending_is_hopeless(err):
@@ -475,15 +481,17 @@ class StartState:
 
     kind: "running"; "ended" (swarm ended a task: the reason is on it);
     "unplaceable" (no node can ever take it); "no_resources" (waited longer
-    than the resource wait for free GPUs/CPUs/memory); "waiting" (state and
-    reason of the newest task); "no_task" (swarm made none yet)."""
+    than the resource wait for free GPUs/CPUs/memory); "no_address" (still
+    "new" after ADDRESS_WAIT: swarm could not allocate its addresses);
+    "waiting" (state and reason of the newest task); "no_task" (swarm made
+    none yet)."""
 
     kind: str
     state: str = ""
     reason: str = ""
 
 
-def judge_start(tasks, waited, resource_wait):
+def judge_start(tasks, waited, resource_wait, address_wait=ADDRESS_WAIT):
     tasks = sorted(tasks, key=lambda t: t.get("CreatedAt", ""))
     statuses = [t.get("Status", {}) for t in tasks]
     if any(s.get("State") == "running" for s in statuses):
@@ -503,7 +511,45 @@ def judge_start(tasks, waited, resource_wait):
             return StartState("unplaceable", state, err)
         if waited > resource_wait:
             return StartState("no_resources", state, err)
+    if state == "new" and waited > address_wait:
+        return StartState("no_address", state, task_reason(status))
     return StartState("waiting", state, task_reason(status))
+
+
+def subnet_room(subnets):
+    """Addresses swarm can hand out in the overlay subnets ("10.0.1.0/24"):
+    each loses its network, broadcast and gateway addresses."""
+    room = 0
+    for subnet in subnets:
+        network = ipaddress.ip_network(subnet, strict=False)
+        room += max(network.num_addresses - 3, 0)
+    return room
+
+
+def addresses_held(tasks, services, network_id):
+    """How many addresses on the network `network_id` the tasks and the
+    services' virtual IPs (the engine's objects) hold."""
+    held = 0
+    for task in tasks:
+        for attachment in task.get("NetworksAttachments") or []:
+            if attachment.get("Network", {}).get("ID") == network_id:
+                held += len(attachment.get("Addresses") or [])
+    for service in services:
+        vips = (service.get("Endpoint") or {}).get("VirtualIPs") or []
+        held += sum(1 for vip in vips if vip.get("NetworkID") == network_id)
+    return held
+
+
+def no_address_reason(network, subnets, room, held, nodes, waited):
+    """The spawn page's words for a task swarm gave no address."""
+    where = f"the network {network} ({', '.join(subnets) or 'subnet unknown'})"
+    used = f"tasks hold {held} of its {room} addresses and each of the {nodes} nodes one"
+    if held + nodes >= room:
+        return (f"swarm found no free address for it on {where} in {waited:.0f}s: the "
+                f"network is full ({used}). Stop servers nobody uses, or give the user "
+                "network a larger subnet (docker-compose.network.yml, SPAWNER_NETWORK_SUBNET)")
+    return (f"swarm gave it no address on {where} in {waited:.0f}s ({used}); "
+            "the swarm manager's log says why")
 
 
 # --------------------------------------------------------------------------
@@ -516,6 +562,7 @@ FAILURE_KINDS = (
     "unplaceable",   # no node satisfies the placement constraints
     "platform",      # no node has the platform (SPAWNER_PLATFORM)
     "no_resources",  # no node had the CPUs/memory/GPUs free within SPAWNER_RESOURCE_WAIT
+    "no_address",    # the user network had no free address (a full subnet)
     "mount",         # swarm could not mount the user's volume
     "image",         # the image could not be found or pulled
     "exited",        # the server's container ended while starting
@@ -1060,6 +1107,8 @@ class SwarmUserSpawner(SwarmSpawner):
                 if now.kind == "no_resources":
                     await self._fail(f"{reason} (waited {waited:.0f}s{self._wanted_hint(reason)})",
                                      "no_resources")
+                if now.kind == "no_address":
+                    await self._fail(await self._no_address_reason(waited), "no_address")
                 if now.kind == "waiting" and (now.state, reason) != last:
                     last = (now.state, reason)
                     self._event(*self._progress_message(now.state, reason))
@@ -1138,6 +1187,17 @@ class SwarmUserSpawner(SwarmSpawner):
         if self.mem_guarantee:
             wanted.append(f"{self.mem_guarantee / 1024**2:g} MiB memory")
         return f" for a node with {', '.join(wanted)} free" if wanted else ""
+
+    async def _no_address_reason(self, waited):
+        network = await self.docker("inspect_network", self.network_name)
+        subnets = [c["Subnet"] for c in (network.get("IPAM") or {}).get("Config") or []
+                   if c.get("Subnet")]
+        tasks = await self.docker("tasks", filters={"desired-state": "running"})
+        services = await self.docker("services")
+        nodes = await self.docker("nodes")
+        held = addresses_held(tasks, services, network["Id"])
+        return no_address_reason(self.network_name, subnets, subnet_room(subnets), held,
+                                 len(nodes), waited)
 
     async def _remove_service(self):
         await self._remove("remove_service", self.object_id or self.service_name,

@@ -1,7 +1,8 @@
 """judge_start: what a new service's tasks mean, decided from swarm's task
 list and the time waited alone (the real lists come from tests/e2e)."""
 
-from jupyterhub_swarm import StartState, judge_start, shorten
+from jupyterhub_swarm import (StartState, addresses_held, judge_start, no_address_reason, shorten,
+                              subnet_room)
 
 NO_NODE = "no suitable node (scheduling constraints not satisfied on 1 node)"
 NO_GPU = "no suitable node (insufficient resources on 1 node)"
@@ -35,6 +36,36 @@ def test_missing_resources_wait_for_the_resource_wait():
     tasks = [task("pending", err=NO_GPU)]
     assert judge_start(tasks, 30, 60) == StartState("waiting", "pending", NO_GPU)
     assert judge_start(tasks, 61, 60) == StartState("no_resources", "pending", NO_GPU)
+
+
+def test_a_task_still_new_got_no_address():
+    # what swarm shows of a task on a full overlay: "new", "created", no
+    # error (seen on a /29 user network); allocation takes milliseconds
+    tasks = [task("new", message="created")]
+    assert judge_start(tasks, 5, 60).kind == "waiting"
+    assert judge_start(tasks, 11, 60) == StartState("no_address", "new", "created")
+    assert judge_start([task("pending", message="pending task scheduling")], 11, 60).kind == "waiting"
+
+
+def test_room_and_addresses_held_on_a_subnet():
+    assert subnet_room(["10.0.1.0/24"]) == 253
+    assert subnet_room(["10.123.0.0/29", "10.124.0.0/30"]) == 5 + 1
+    net = "n1"
+    tasks = [{"NetworksAttachments": [{"Network": {"ID": net}, "Addresses": ["10.123.0.3/29"]},
+                                      {"Network": {"ID": "other"}, "Addresses": ["10.0.9.3/24"]}]},
+             {"NetworksAttachments": [{"Network": {"ID": net}, "Addresses": ["10.123.0.4/29"]}]},
+             {"Status": {"State": "new"}}]  # no attachment yet
+    services = [{"Endpoint": {"VirtualIPs": [{"NetworkID": net, "Addr": "10.123.0.2/29"}]}},
+                {"Endpoint": {}}]
+    assert addresses_held(tasks, services, net) == 3
+
+
+def test_no_address_reason_says_full_only_when_the_count_says_so():
+    full = no_address_reason("jupyterhub_network", ["10.123.0.0/29"], 5, 4, 1, 10.2)
+    assert "the network is full" in full and "10.123.0.0/29" in full
+    assert "SPAWNER_NETWORK_SUBNET" in full and "10s" in full
+    room = no_address_reason("jupyterhub_network", ["10.0.1.0/24"], 253, 10, 1, 10)
+    assert "full" not in room and "manager's log" in room
 
 
 def test_waiting_reports_the_newest_task_and_its_message():
