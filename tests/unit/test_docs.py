@@ -130,6 +130,15 @@ def test_the_chinese_reference_lists_the_same_variables():
     assert not unknown, f"docs/reference.md lists deployment variables nothing reads: {unknown}"
 
 
+def test_variable_tables_are_in_the_reference_only():
+    """One place to look a variable up: no other page has a variable table."""
+    for file in markdown_files():
+        if file.parent.name in ("docs", "zh-CN") and file.stem == "reference":
+            continue
+        rows = variable_rows(file.read_text(encoding="utf-8"))
+        assert not rows, f"{file.relative_to(ROOT)} has a variable table: {rows[:3]}..."
+
+
 # -- defaults: written once, in the config's tables ---------------------------
 
 
