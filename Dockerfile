@@ -49,7 +49,7 @@ HEALTHCHECK --interval=1s --timeout=4s --start-period=120s --retries=15 \
 CMD ["jupyterhub", "-f", "/srv/jupyterhub/jupyterhub_config.py"]
 
 # This image's version: <JupyterHub's version>-<this project's revision on
-# it>. Build it under this tag (README: Deploy, Upgrading this image); the
+# it>. Build it under this tag (docs/setup.md: Deploy; docs/administration.md: Upgrading this image); the
 # stack file's default JUPYTERHUB_IMAGE names the same tag, so deploying a
 # newer release changes the services' image and swarm replaces the hub.
 # (Last, so that a new version rebuilds one layer.)

@@ -1,12 +1,13 @@
 """JupyterHub on Docker Swarm, configured from environment variables.
 
 Read top to bottom: the typed readers, the parsers of the spec's rules, then
-one section per part of README.md's variable reference, in its order: Proxy,
-Hub, Spawner (storage, resources, placement and suffix rules), Auth, and
-last the operator's own configuration files (HUB_EXTRA_CONFIG_DIR). Plain
-settings are tables of (variable, reader, default, trait): the tables are the
-one place a default is written. A reader turns a string into a typed value
-or raises ConfigError naming the variable, the value and the accepted forms.
+one section per part of the variable reference (docs/reference.md), in its
+order: Proxy, Hub, Spawner (storage, resources, placement and suffix rules),
+Auth, and last the operator's own configuration files (HUB_EXTRA_CONFIG_DIR).
+Plain settings are tables of (variable, reader, default, trait): the tables
+are the one place a default is written. A reader turns a string into a typed
+value or raises ConfigError naming the variable, the value and the accepted
+forms.
 
 Validation is pure: every variable is read and checked before anything is
 contacted; only then does a starting hub check its database.
@@ -76,7 +77,7 @@ FALSE_WORDS = {"0", "false", "no", "off"}
 
 # Secret-bearing variables also accept <NAME>_FILE, a file holding the value
 # (docker secrets: /run/secrets/<name>), as the official database images do.
-# README: "Secrets from files".
+# docs/reference.md: "Secrets from files".
 SECRET_FILES = {
     "CONFIGPROXY_AUTH_TOKEN": "CONFIGPROXY_AUTH_TOKEN_FILE",
     "HUB_DB_URL": "HUB_DB_URL_FILE",
@@ -853,7 +854,7 @@ STORAGE = [
     ("SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH", text, "/jupyterhub_data", None),
     ("SPAWNER_PERSISTENCE_VOLUME_OWNER", text, "1000:100", None),
 ]
-# Read only for their volume type (README: required or defaulted per type).
+# Read only for their volume type (docs/reference.md: required or defaulted per type).
 DEFAULT_OPTS = {
     "nfs3": ",rw,vers=3,nolock,soft",
     "nfs4": ",rw,nfsvers=4,async",
@@ -927,7 +928,7 @@ def check_share_root(env, storage):
     """The share's root (SPAWNER_PERSISTENCE_NFS_ROOT / _CIFS_ROOT), which
     docker-compose.nfs.yml / .cifs.yml mount into the hub at MKDIRPATH, must
     hold every user's directory: the device's part before {username}, or a
-    directory above it. Defaults to that part (README: Storage)."""
+    directory above it. Defaults to that part (docs/storage.md)."""
     kind = "CIFS" if storage.type == "cifs" else "NFS"
     fixed = split_device(server_path(storage), "x")[0]
     env.record(f"SPAWNER_PERSISTENCE_{kind}_ROOT", share_root(storage))

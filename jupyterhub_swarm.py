@@ -557,7 +557,7 @@ def no_address_reason(network, subnets, room, held, nodes, waited):
 # --------------------------------------------------------------------------
 
 # Why a spawn failed: a fixed set, the `reason` label of
-# jupyterhub_swarm_spawn_failures_total (README, "Metrics").
+# jupyterhub_swarm_spawn_failures_total (docs/administration.md, "Metrics").
 FAILURE_KINDS = (
     "unplaceable",   # no node satisfies the placement constraints
     "platform",      # no node has the platform (SPAWNER_PLATFORM)
@@ -925,7 +925,7 @@ class SwarmUserSpawner(SwarmSpawner):
                 f"the hub, so the hub cannot create {path} before docker mounts it. Mount "
                 f"the share's root {share} (SPAWNER_PERSISTENCE_{kind}_ROOT) there: deploy "
                 f"with -c docker-compose.{kind.lower()}.yml after the stack file "
-                f"(README: Storage).")
+                f"(docs/storage.md).")
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as e:
@@ -934,7 +934,7 @@ class SwarmUserSpawner(SwarmSpawner):
                 f"{share} mounted at SPAWNER_PERSISTENCE_VOLUME_MKDIRPATH={root}: "
                 f"{e.strerror or e}. The export must let the hub's node create directories "
                 f"as root (NFS: no_root_squash for it), or create the directory beforehand, "
-                f"owned by SPAWNER_PERSISTENCE_VOLUME_OWNER (README: Storage).") from None
+                f"owned by SPAWNER_PERSISTENCE_VOLUME_OWNER (docs/storage.md).") from None
         try:
             os.chown(path, *st.owner)
         except OSError as e:

@@ -1,36 +1,34 @@
-"""The README's own example settings, and env files made of them, for the
-tests of the documented env-file workflow (tests/unit/test_env_file.py,
-tests/e2e/test_14_env_file.py). The values are read from README.md and the
-file from example.env each time, never copied into a test."""
+"""The documentation's own example settings, and env files made of them,
+for the tests of the documented env-file workflow (tests/unit/test_env_file.py,
+tests/e2e/test_14_env_file.py). The values are read from the docs pages
+(docs/user-environment.md, docs/reference.md) and the file from example.env
+each time, never copied into a test."""
 
 import re
 import shlex
 from pathlib import Path
 
+from docpages import page, path, section
+
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+SETUP = path("setup")  # "Settings in a file": the deploy command
 EXAMPLE_ENV = ROOT / "example.env"
 
 
-def _section(text, heading):
-    start = text.index(heading + "\n")
-    end = text.find("\n## ", start + len(heading))
-    return text[start:end if end != -1 else len(text)]
-
-
-def readme_example_values():
-    """{name: value} of the README's examples: every `NAME=value` code span
-    of "Placement and username-suffix rules" (the README writes some with
-    shell quotes, for a shell: unquoted here as the shell would), and the
-    example in the Accepted column of SPAWNER_ENVIRONMENT (`A:1;B:2`)."""
-    readme = README.read_text(encoding="utf-8")
+def documented_example_values():
+    """{name: value} of the documentation's examples: every `NAME=value`
+    code span of "Placement and username-suffix rules" (docs/user-environment.md,
+    which writes some with shell quotes, for a shell: unquoted here as the
+    shell would), and the example in the Accepted column of
+    SPAWNER_ENVIRONMENT in docs/reference.md (`A:1;B:2`)."""
     values = {}
     for span in re.findall(r"`([A-Z][A-Z0-9_]*=[^`]*)`",
-                           _section(readme, "## Placement and username-suffix rules")):
+                           section("user-environment", "## Placement and username-suffix rules")):
         (word,) = shlex.split(span)
         name, value = word.split("=", 1)
         values.setdefault(name, value)
-    row = re.search(r"^\| `SPAWNER_ENVIRONMENT` \|[^|]*\|[^|]*\| `([^`]+)`", readme, re.M)
+    row = re.search(r"^\| `SPAWNER_ENVIRONMENT` \|[^|]*\|[^|]*\| `([^`]+)`", page("reference"),
+                    re.M)
     values["SPAWNER_ENVIRONMENT"] = row.group(1)
     # the values that broke `set -a; . ./example.env` must be among them
     assert "->" in values["SPAWNER_CONSTRAINT_IMAGES"], values
@@ -39,7 +37,7 @@ def readme_example_values():
 
 
 def documented_command(text, marker):
-    """The first line of `text` (README.md, example.env) holding `marker`,
+    """The first line of `text` (a docs page, example.env) holding `marker`,
     from the marker on, a comment's `# ` removed."""
     for line in text.splitlines():
         if marker in line:

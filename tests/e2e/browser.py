@@ -134,8 +134,8 @@ class Person:
 
     def keep_screenshot(self, name, docs=False):
         """A screenshot of a successful step, under artifacts/screenshots/success/;
-        with docs=True also refreshed in docs/screenshots/ (README) when
-        JHSWARM_DOCS_SCREENSHOTS=1."""
+        with docs=True also refreshed in docs/screenshots/ (the README's and the
+        docs pages') when JHSWARM_DOCS_SCREENSHOTS=1."""
         path = self.screenshot(SUCCESS_SHOTS / f"{name}.png")
         if path and docs and os.environ.get("JHSWARM_DOCS_SCREENSHOTS") == "1":
             DOCS_SHOTS.mkdir(parents=True, exist_ok=True)

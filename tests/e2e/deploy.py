@@ -131,7 +131,7 @@ class Deployment:
 
     def admin_password(self, name=ADMIN):
         """AUTH_ADMIN_PASSWORD if the deployment sets it, else the password
-        the hub generated at its first start, read as the README says:
+        the hub generated at its first start, read as docs/setup.md says:
         docker exec <the hub's container> cat /data/admin_password."""
         if self.env.get("AUTH_ADMIN_PASSWORD"):
             return self.env["AUTH_ADMIN_PASSWORD"]

@@ -322,7 +322,7 @@ def test_nothing_lost_across_hub_restarts(dbs, kind, tmp_path):
         check_nothing_lost(d, dbs, kind, db, admin, runner, before, f"after a {OUTAGE}s outage")
 
     if kind == "sqlite":
-        with phase("databases sqlite: README's online backup while the hub runs"):
+        with phase("databases sqlite: the documented online backup while the hub runs"):
             swarm.docker(
                 "run", "--rm", "-v", f"{swarm.DATA_VOLUME}:/data", "-v", f"{tmp_path}:/backup",
                 "--entrypoint", "python3", PROJECT_IMAGE, "-c",
@@ -590,7 +590,7 @@ def test_compose_postgres(dbs, tmp_path):
         assert admin.api("GET", "/user").json()["name"] == ADMIN
         assert psql("SELECT name FROM users") == [ADMIN]
 
-    with phase("databases: README's pg_dump, restored into a scratch database"):
+    with phase("databases: the documented pg_dump, restored into a scratch database"):
         container = swarm.running_task(POSTGRES_SERVICE)["Status"]["ContainerStatus"]["ContainerID"]
         dump = subprocess.run([swarm.DOCKER, "exec", container, "pg_dump", "-U", "jupyterhub", "-Fc",
                                "jupyterhub"], capture_output=True, timeout=60, check=True).stdout

@@ -2,7 +2,7 @@
 
 Everything outside `persistence/` lives in the service's container, which a
 stop removes: a file written there is gone after the restart (expected, and
-what the README says).
+what docs/storage.md says).
 """
 
 import time

@@ -7,7 +7,7 @@ A fresh login reaching the server needs the server to reach the hub at its
 new address. jupyterhub-singleuser 5.x (`rita-su55`) does at once. 6.x
 (`rita`, the default stand-in) resolves the hub's name through aiohttp's
 aiodns, whose c-ares cache keeps docker's answer for its TTL of 600 s: until
-then it dials the old address (README, "When things fail"). What 6.x does is
+then it dials the old address (docs/administration.md, "When things fail"). What 6.x does is
 recorded, the 5.x server must pass.
 """
 

@@ -1,8 +1,9 @@
-"""The README's env-file workflow on the real stack: one file in docker's
---env-file format, holding this README's own example values (read from
-README.md, set in a copy of example.env), deployed with the README's
-command (scripts/with-env-file.sh ... docker stack deploy) and given to the
-check with `docker run --env-file`. The hub's service and the check's
+"""The documented env-file workflow (docs/setup.md, "Settings in a file") on
+the real stack: one file in docker's --env-file format, holding the
+documentation's own example values (read from docs/user-environment.md and
+docs/reference.md, set in a copy of example.env), deployed with the
+documented command (scripts/with-env-file.sh ... docker stack deploy) and
+given to the check with `docker run --env-file`. The hub's service and the check's
 container get exactly the same values."""
 
 import json
@@ -10,7 +11,8 @@ import secrets
 import shlex
 import subprocess
 
-from envfile import README, active_values, documented_command, env_file_text, readme_example_values
+from envfile import (SETUP, active_values, documented_command, documented_example_values,
+                     env_file_text)
 
 from . import swarm
 from .conftest import PROJECT_IMAGE, PROXY_IMAGE, Deployment, phase
@@ -18,10 +20,10 @@ from .conftest import PROJECT_IMAGE, PROXY_IMAGE, Deployment, phase
 DUMP = ["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
 
 
-def readme_deploy_command(env_file):
-    """README's "Settings in a file" deploy line, for this test's file and
-    stack (and --resolve-image never: the images are local)."""
-    words = shlex.split(documented_command(README.read_text(), "scripts/with-env-file.sh my.env"))
+def documented_deploy_command(env_file):
+    """The deploy line of "Settings in a file" (docs/setup.md), for this
+    test's file and stack (and --resolve-image never: the images are local)."""
+    words = shlex.split(documented_command(SETUP.read_text(), "scripts/with-env-file.sh my.env"))
     assert words[2:5] == ["docker", "stack", "deploy"], words
     words = [str(env_file) if w == "my.env" else w for w in words]
     words[2] = swarm.DOCKER
@@ -31,7 +33,7 @@ def readme_deploy_command(env_file):
 
 
 def test_one_env_file_for_stack_and_check(e2e_env, tmp_path):
-    values = readme_example_values()
+    values = documented_example_values()
     port = swarm.free_port(18000)
     deployment = {"JUPYTERHUB_IMAGE": PROJECT_IMAGE, "PROXY_IMAGE": PROXY_IMAGE,
                   "PUBLIC_PORT": str(port), "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -41,9 +43,9 @@ def test_one_env_file_for_stack_and_check(e2e_env, tmp_path):
     expected = active_values(text)
     assert {k: expected[k] for k in values} == values
 
-    with phase("env file: the README's deploy command"):
+    with phase("env file: the documented deploy command"):
         swarm.cleanup()
-        proc = subprocess.run(readme_deploy_command(env_file), cwd=str(swarm.ROOT),
+        proc = subprocess.run(documented_deploy_command(env_file), cwd=str(swarm.ROOT),
                               env=swarm.deploy_env({}), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         d = Deployment(port, expected)

@@ -1,5 +1,5 @@
 """An operator's own JupyterHub setting on the real swarm, without a rebuild:
-the stack deployed as README says, with docker-compose.extra-config.yml
+the stack deployed as docs/setup.md says, with docker-compose.extra-config.yml
 after the stack file, hands the hub a Python file as a docker config in
 HUB_EXTRA_CONFIG_DIR; the hub runs it after its own settings, and the
 login page shows the announcement it sets."""

@@ -17,7 +17,7 @@ as a person would, no API calls.
 A failing step saves a screenshot of every open browser under
 artifacts/screenshots/ and prints where. Successful runs keep the login page,
 the spawn progress and JupyterLab under artifacts/screenshots/success/;
-JHSWARM_DOCS_SCREENSHOTS=1 also refreshes docs/screenshots/ (README).
+JHSWARM_DOCS_SCREENSHOTS=1 also refreshes docs/screenshots/ (README.md and docs/).
 """
 
 import re
@@ -53,7 +53,7 @@ def operator(hub, browsers):
         admin.visit("/hub/home")
         admin.wait_for_path(r"/hub/login$")
         # the account exists from the first start: AUTH_ADMIN_PASSWORD, or
-        # the generated password the README says how to read
+        # the generated password docs/setup.md says how to read
         password = hub.admin_password()
         observe("browser: admin account made at start-up "
                 f"({'AUTH_ADMIN_PASSWORD' if hub.env.get('AUTH_ADMIN_PASSWORD') else '/data/admin_password'}): "

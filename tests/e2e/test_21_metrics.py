@@ -1,7 +1,7 @@
 """/hub/metrics scraped by a real Prometheus (Debian's `prometheus`,
 scripts/prometheus-up.sh) through the stack's proxy, with the read-only
 token of the shared deployment (HUB_METRICS_TOKEN, conftest.SETTINGS), as
-README's "Metrics" section configures it: after a failed spawn (the
+docs/administration.md's "Metrics" configures it: after a failed spawn (the
 `nowhere` rule: no node has its label) and a successful one, the new series
 arrive with the values docker's own view gives. Without the token the hub
 answers 403.

@@ -1,11 +1,12 @@
-"""The README's upgrade ("Upgrading this image") on the real swarm: a new
-release (the Dockerfile's version label and the stack file's default image
-moved together, as a `git pull` brings them) built and deployed with the
-README's own commands replaces the hub while a user's server keeps running
-with its files. And why the tag must change: an image rebuilt under the
-tag that is deployed, deployed again, changes no service.
+"""The documented upgrade ("Upgrading this image", docs/administration.md)
+on the real swarm: a new release (the Dockerfile's version label and the
+stack file's default image moved together, as a `git pull` brings them)
+built and deployed with the documented commands replaces the hub while a
+user's server keeps running with its files. And why the tag must change: an
+image rebuilt under the tag that is deployed, deployed again, changes no
+service.
 
-The README's block runs as written in a copy of this repository, except
+The documented block runs as written in a copy of this repository, except
 `git pull` (the copy is the new release), the stack's name, and, with the
 stand-in images, the Dockerfile's base image.
 """
@@ -17,6 +18,8 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+
+from docpages import code_block, section
 
 from . import swarm
 from .conftest import observe, phase
@@ -34,10 +37,8 @@ def version_of(dockerfile):
     return re.search(r'org\.opencontainers\.image\.version="([^"]+)"', dockerfile).group(1)
 
 
-def readme_upgrade_block():
-    readme = (swarm.ROOT / "README.md").read_text()
-    section = readme.split("## Upgrading this image", 1)[1]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+def documented_upgrade_block():
+    return code_block(section("administration", "### Upgrading this image"))
 
 
 def new_release(tmp, version, next_version):
@@ -65,7 +66,7 @@ def hub_state():
     return json.dumps(template, sort_keys=True), template["ContainerSpec"]["Image"], task and task["ID"]
 
 
-def test_the_readme_upgrade_replaces_the_hub_and_keeps_servers(tmp_path):
+def test_the_documented_upgrade_replaces_the_hub_and_keeps_servers(tmp_path):
     version = version_of((swarm.ROOT / "Dockerfile").read_text())
     next_version = re.sub(r"-(\d+)$", lambda m: f"-{int(m.group(1)) + 1}", version)
     swarm.docker("tag", PROJECT_IMAGE, RELEASE_A)
@@ -97,9 +98,9 @@ def test_the_readme_upgrade_replaces_the_hub_and_keeps_servers(tmp_path):
                     f"{before[1:]} -> {same[1:]}, task template unchanged: {same[0] == before[0]}")
             assert same == before
 
-        with phase(f"upgrade: the README's commands, release {version} -> {next_version}"):
+        with phase(f"upgrade: the documented commands, release {version} -> {next_version}"):
             copy = new_release(tmp_path, version, next_version)
-            script = readme_upgrade_block().replace("git pull\n", "")
+            script = documented_upgrade_block().replace("git pull\n", "")
             script = re.sub(r"(docker stack deploy .*) jhub$", rf"\1 {swarm.STACK}", script, flags=re.M)
             assert f" {swarm.STACK}" in script and "git pull" not in script, script
             bindir = tmp_path / "bin"

@@ -8,7 +8,7 @@ volume keeps files only on the node it lives on.
 - `hal` (no rule; any worker): same, but before the second start the node
   it ran on is paused, so swarm places it on the other worker. There it finds
   a new, empty volume of the same name: the file is not there (it is still in
-  the volume on the first node). This is the local-volume caveat the README
+  the volume on the first node). This is the local-volume caveat docs/storage.md
   describes; pin users with constraints or use NFS/CIFS.
 """
 

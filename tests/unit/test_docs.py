@@ -1,8 +1,10 @@
-"""The README's variable reference and the stack file match the config."""
+"""The variable reference (docs/reference.md, its translation
+docs/zh-CN/reference.md) and the stack file match the config."""
 
 import re
 
 from conftest import CONFIG_FILE, ROOT, environment, load_config
+from docpages import markdown_files, markdown_section, mirrored_pages, page, section
 import jupyterhub_config
 from jupyterhub_config import SECRET_FILES, Env, configure
 from jupyterhub_swarm import Gpu
@@ -16,16 +18,18 @@ def config_variables():
     return {n for n in names if n.startswith(PREFIXES)}
 
 
-def readme_variables(heading_from, heading_to):
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index(heading_from):text.index(heading_to)]
-    return re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section, re.M)
+def reference_variables(heading):
+    """The variables of the tables under `heading` of docs/reference.md."""
+    return re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section("reference", heading), re.M)
 
 
-def test_readme_table_lists_exactly_the_variables_the_config_reads():
-    listed = readme_variables("## Variable reference", "## Check a configuration")
+def test_the_reference_lists_exactly_the_variables_the_config_reads():
+    listed = reference_variables("## Hub variables")
     assert len(listed) == len(set(listed)), "a variable is listed twice"
-    assert set(listed) == config_variables()
+    config = config_variables()
+    assert set(listed) == config, ("docs/reference.md, Hub variables: "
+                                   f"missing {sorted(config - set(listed))}, "
+                                   f"not read by the config {sorted(set(listed) - config)}")
 
 
 def test_every_variable_read_at_run_time_is_known(monkeypatch):
@@ -72,30 +76,23 @@ def test_example_env_lists_every_variable_and_loads():
     assert cfg.SwarmUserSpawner.network_name == "jupyterhub_network"
 
 
-# README.zh-CN.md translates README.md: its headings differ, its variable
-# tables must not. Each README.md section holding a variable table, paired
-# with its heading in the Chinese README.
-ZH_README_SECTIONS = {
-    "## Deploy": "## 部署",
-    "## Variable reference": "## 变量参考",
-    "### PostgreSQL as part of the stack": "### 在stack中运行PostgreSQL",
+# docs/zh-CN/reference.md translates docs/reference.md: its headings differ,
+# its variable tables must not. Each heading of the English reference, paired
+# with its heading in the Chinese one.
+ZH_REFERENCE_SECTIONS = {
+    "## Hub variables": "## hub变量",
+    "### Proxy": "### Proxy设置",
+    "### Hub": "### HUB设置",
+    "### Spawner: user servers": "### SPAWNER设置：用户服务器",
+    "### Auth: NativeAuthenticator": "### AUTH设置：NativeAuthenticator",
+    "### Secrets from files": "### 从文件读取机密",
+    "## Deployment variables": "## 部署变量",
+    "### The stack file": "### stack文件",
+    "### PostgreSQL in the stack": "### stack中的PostgreSQL",
+    "### Extra configuration file": "### 一个额外的配置文件",
 }
+REFERENCE_PAGES = ("reference", "zh-CN/reference")
 VARIABLE_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \|([^|\n]*)\|", re.M)
-
-
-def markdown_section(text, heading):
-    """The text under heading, up to the next heading of its level or higher."""
-    level = len(heading) - len(heading.lstrip("#"))
-    lines = text.splitlines()
-    assert heading in lines, f"heading {heading!r} is missing"
-    body, fence = [], False
-    for line in lines[lines.index(heading) + 1:]:
-        if line.lstrip().startswith("```"):
-            fence = not fence
-        elif not fence and (m := re.match(r"(#+) ", line)) and len(m.group(1)) <= level:
-            break
-        body.append(line)
-    return "\n".join(body)
 
 
 def variable_rows(text):
@@ -103,31 +100,43 @@ def variable_rows(text):
     return [(m.group(1), m.group(2).strip()) for m in VARIABLE_ROW.finditer(text)]
 
 
-def test_chinese_readme_lists_the_same_variables():
-    en = (ROOT / "README.md").read_text(encoding="utf-8")
-    zh = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
-    assert "](README.zh-CN.md)" in en, "README.md does not link README.zh-CN.md"
-    assert "](README.md)" in zh, "README.zh-CN.md does not link README.md"
+def test_the_chinese_reference_lists_the_same_variables():
+    en, zh = page("reference"), page("zh-CN/reference")
+    assert "](README.zh-CN.md)" in page("README"), "README.md does not link README.zh-CN.md"
+    assert "](README.md)" in page("README.zh-CN"), "README.zh-CN.md does not link README.md"
 
-    for en_heading, zh_heading in ZH_README_SECTIONS.items():
+    headings = [h for h in en.splitlines() if re.match(r"#{2,} ", h)]
+    assert headings == list(ZH_REFERENCE_SECTIONS), "docs/reference.md has other headings"
+    for en_heading, zh_heading in ZH_REFERENCE_SECTIONS.items():
         en_rows = variable_rows(markdown_section(en, en_heading))
         zh_rows = variable_rows(markdown_section(zh, zh_heading))
-        assert en_rows, f"README.md has no variable table under {en_heading!r}"
+        assert en_rows, f"docs/reference.md has no variable table under {en_heading!r}"
         assert [n for n, _ in zh_rows] == [n for n, _ in en_rows], \
-            f"README.zh-CN.md {zh_heading!r} lists other variables than README.md {en_heading!r}"
+            f"docs/zh-CN/reference.md {zh_heading!r} lists other variables than {en_heading!r}"
         assert zh_rows == en_rows, f"defaults differ under {zh_heading!r}"
-    # and no variable table anywhere else differs either
-    assert variable_rows(zh) == variable_rows(en)
+    # and no page of either language differs from its translation
+    for name in mirrored_pages():
+        assert variable_rows(page(f"zh-CN/{name}")) == variable_rows(page(name)), name
 
     config = config_variables()
-    reference = [n for n, _ in variable_rows(markdown_section(en, "## Variable reference"))]
+    reference = [n for n, _ in variable_rows(markdown_section(en, "## Hub variables"))]
     assert set(reference) <= config, sorted(set(reference) - config)
     # deployment variables are read by the stack files, not by the config
     stacks = "".join((ROOT / f).read_text()
                      for f in ("docker-compose.swarm.yml", "docker-compose.postgres.yml",
                                "docker-compose.extra-config.yml"))
-    unknown = [n for n, _ in variable_rows(en) if n not in config and "${" + n + ":" not in stacks]
-    assert not unknown, f"README tables list variables nothing reads: {unknown}"
+    deployment = variable_rows(markdown_section(en, "## Deployment variables"))
+    unknown = [n for n, _ in deployment if "${" + n + ":" not in stacks]
+    assert not unknown, f"docs/reference.md lists deployment variables nothing reads: {unknown}"
+
+
+def test_variable_tables_are_in_the_reference_only():
+    """One place to look a variable up: no other page has a variable table."""
+    for file in markdown_files():
+        if file.parent.name in ("docs", "zh-CN") and file.stem == "reference":
+            continue
+        rows = variable_rows(file.read_text(encoding="utf-8"))
+        assert not rows, f"{file.relative_to(ROOT)} has a variable table: {rows[:3]}..."
 
 
 # -- defaults: written once, in the config's tables ---------------------------
@@ -156,23 +165,22 @@ def table_defaults():
 
 
 def test_the_tables_cover_every_variable_with_a_default():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    documented = dict(variable_rows(markdown_section(readme, "## Variable reference")))
+    documented = dict(variable_rows(section("reference", "## Hub variables")))
     with_default = {n for n, cell in documented.items() if cell.startswith("`")}
     assert with_default <= set(table_defaults()), sorted(with_default - set(table_defaults()))
 
 
-def test_readme_defaults_are_the_tables_defaults():
-    for readme in ("README.md", "README.zh-CN.md"):
-        rows = dict(variable_rows((ROOT / readme).read_text(encoding="utf-8")))
+def test_reference_defaults_are_the_tables_defaults():
+    for doc in REFERENCE_PAGES:
+        rows = dict(variable_rows(page(doc)))
         for name, default in table_defaults().items():
             cell = rows[name]
             shown = re.match(r"`([^`]*)`", cell)
             if default == "":
-                assert shown is None, f"{readme}: {name} has no default, the table says {cell!r}"
+                assert shown is None, f"docs/{doc}.md: {name} has no default, the table says {cell!r}"
             else:
                 assert shown and shown.group(1) == default, \
-                    f"{readme}: {name} default {cell!r}, the config's table says {default!r}"
+                    f"docs/{doc}.md: {name} default {cell!r}, the config's table says {default!r}"
         nfs = rows["SPAWNER_PERSISTENCE_NFS_OPTS"]
         assert f"`{jupyterhub_config.DEFAULT_OPTS['nfs4']}` (nfs4)" in nfs, nfs
 

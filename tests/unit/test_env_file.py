@@ -1,8 +1,8 @@
 """One env file for the stack and for the check: example.env's header says
 how to deploy with it, and that way must hand the stack exactly the values
 that `docker run --env-file` hands the check (tests/e2e/test_14_env_file.py
-does both for real). The values are the README's own examples, which the
-shell mangles: `->` is a redirection, `;` ends a command."""
+does both for real). The values are the documentation's own examples, which
+the shell mangles: `->` is a redirection, `;` ends a command."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from envfile import (EXAMPLE_ENV, ROOT, active_values, documented_command, env_file_text,
-                     readme_example_values)
+                     documented_example_values)
 
 DUMP = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
 STACK_DEPLOY = "docker stack deploy"
@@ -37,8 +37,8 @@ def run_documented_loader(env_file, cwd):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_the_documented_way_gives_the_readme_values_unchanged(tmp_path):
-    values = readme_example_values()
+def test_the_documented_way_gives_the_documented_values_unchanged(tmp_path):
+    values = documented_example_values()
     text = env_file_text(values)
     env_file = tmp_path / "my.env"
     env_file.write_text(text)
@@ -57,7 +57,7 @@ def test_sourcing_the_file_is_what_broke(tmp_path):
     """The former instruction, `set -a; . ./example.env; set +a`, on the same
     file: values cut at `->` and `;`, the rest run as commands or written
     to files, and still exit status 0."""
-    values = readme_example_values()
+    values = documented_example_values()
     env_file = tmp_path / "my.env"
     env_file.write_text(env_file_text(values))
     work = tmp_path / "cwd"

@@ -1,4 +1,4 @@
-"""The hub's own Prometheus series (README, "Metrics"): spawn failures by
+"""The hub's own Prometheus series (docs/administration.md, "Metrics"): spawn failures by
 reason kind, the wait for a node, the per-node series, and the metrics
 token's service. The e2e test (tests/e2e/test_21_metrics.py) scrapes them
 with a real Prometheus."""

@@ -9,11 +9,14 @@ import re
 import subprocess
 from pathlib import Path
 
+from docpages import code_block, operator_files, section
+
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_FILES = ["README.md", "README.zh-CN.md", "example.env", "docker-compose.swarm.yml",
+OPERATOR_FILES = ["example.env", "docker-compose.swarm.yml",
                   "docker-compose.postgres.yml", "docker-compose.secrets.yml",
                   "docker-compose.extra-config.yml", "scripts/with-env-file.sh",
-                  "jupyterhub_config.d/extra.py"]
+                  "jupyterhub_config.d/extra.py",
+                  *(str(p.relative_to(ROOT)) for p in operator_files())]
 
 
 def image_version():
@@ -47,10 +50,11 @@ def test_every_instruction_names_this_version():
 
 
 def test_the_upgrade_instructions_read_the_version_from_the_dockerfile():
-    """The README's own command, run on the Dockerfile: prints the label."""
-    readme = (ROOT / "README.md").read_text()
-    line = re.search(r"^VERSION=\$\((.*)\)$", readme, re.M)
-    assert line, "README: no VERSION=$(...) line"
+    """The documented command ("Upgrading this image"), run on the
+    Dockerfile: prints the label."""
+    block = code_block(section("administration", "### Upgrading this image"))
+    line = re.search(r"^VERSION=\$\((.*)\)$", block, re.M)
+    assert line, "docs/administration.md, Upgrading this image: no VERSION=$(...) line"
     out = subprocess.run(["bash", "-c", line.group(1)], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == image_version(), out
