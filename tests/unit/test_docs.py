@@ -90,6 +90,7 @@ ZH_REFERENCE_SECTIONS = {
     "### The stack file": "### stack文件",
     "### PostgreSQL in the stack": "### stack中的PostgreSQL",
     "### Extra configuration file": "### 一个额外的配置文件",
+    "### User network size": "### 用户网络的大小",
 }
 REFERENCE_PAGES = ("reference", "zh-CN/reference")
 VARIABLE_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \|([^|\n]*)\|", re.M)
@@ -122,9 +123,7 @@ def test_the_chinese_reference_lists_the_same_variables():
     reference = [n for n, _ in variable_rows(markdown_section(en, "## Hub variables"))]
     assert set(reference) <= config, sorted(set(reference) - config)
     # deployment variables are read by the stack files, not by the config
-    stacks = "".join((ROOT / f).read_text()
-                     for f in ("docker-compose.swarm.yml", "docker-compose.postgres.yml",
-                               "docker-compose.extra-config.yml"))
+    stacks = "".join(f.read_text() for f in sorted(ROOT.glob("docker-compose*.yml")))
     deployment = variable_rows(markdown_section(en, "## Deployment variables"))
     unknown = [n for n, _ in deployment if "${" + n + ":" not in stacks]
     assert not unknown, f"docs/reference.md lists deployment variables nothing reads: {unknown}"

@@ -225,3 +225,12 @@ def test_the_token_and_the_culler_both_get_their_service(tmp_path):
 def test_a_weak_token_is_refused_without_showing_it(token):
     message = config_error(HUB_METRICS_TOKEN=token)
     assert "HUB_METRICS_TOKEN" in message and token not in message, message
+
+
+@pytest.mark.parametrize("name, heading", [("administration", "### Metrics"), ("zh-CN/administration", "### 指标")])
+def test_every_failure_kind_is_explained_in_the_metrics_docs(name, heading):
+    import docpages
+
+    text = docpages.section(name, heading)
+    missing = [kind for kind in FAILURE_KINDS if f"`{kind}`" not in text]
+    assert not missing, f"docs/{name}.md {heading!r} does not explain the failure kinds {missing}"
