@@ -468,6 +468,18 @@ def task_reason(status):
     return status.get("Err") or status.get("Message") or ""
 
 
+def given_up(task):
+    """True for a task swarm still calls running but wants shut down: what
+    it shows for the task of a node that went down (the node cannot report
+    the end; swarm gives up on the task and, with restart condition none,
+    starts no other). dockerspawner's poll takes such a task when no task
+    of the service is meant to run."""
+    if not task:
+        return False
+    return (task.get("Status", {}).get("State") in ("running", "starting")
+            and task.get("DesiredState") in ("shutdown", "remove"))
+
+
 def last_ended(tasks):
     """The status of the last of `tasks` in a final state, or None."""
     ended = [t.get("Status", {}) for t in tasks]
@@ -1056,6 +1068,17 @@ class SwarmUserSpawner(SwarmSpawner):
         removed here, as JupyterHub calls stop() only for servers that poll
         says still run."""
         status = await super().poll()
+        if status is None and given_up(self._polled_task):
+            # its node went down: swarm keeps saying "running" for a task it
+            # cannot reach, but wants it shut down (and with restart
+            # condition none makes no other): the server is gone
+            task = self._polled_task
+            self.log.info("The server %s is lost: swarm gave up its task on node %s (%s, "
+                          "desired %s): removing its service", self.service_name,
+                          task.get("NodeID", "?")[:12], task["Status"].get("State"),
+                          task.get("DesiredState"))
+            await self._remove_service()
+            return f"lost with its node {task.get('NodeID', '?')[:12]}"
         if status is not None and status != 0:  # 0: no service
             ended = last_ended(await self._tasks())
             if ended:
@@ -1063,6 +1086,12 @@ class SwarmUserSpawner(SwarmSpawner):
                               self.service_name, ended["State"], self.scrub(task_reason(ended)))
                 await self._remove_service()
         return status
+
+    _polled_task = None  # the task dockerspawner's poll looked at last
+
+    async def get_task(self):
+        self._polled_task = task = await super().get_task()
+        return task
 
     async def _tasks(self):
         return await self.docker("tasks", filters={"service": self.service_name})

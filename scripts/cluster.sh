@@ -12,7 +12,7 @@
 #   node3  10.200.0.13  worker  calculation_type=gpu    zone=b
 #                       + 2 fake GPUs: generic resource NVIDIA-GPU=GPU-fake0,GPU-fake1
 #
-# Usage: scripts/cluster.sh up | down [--keep-logs] | status | env | load IMAGE...
+# Usage: scripts/cluster.sh up | down [--keep-logs] | stop NODE... | status | env | load IMAGE...
 #
 #   up       create (or repair / reuse) the bridge, namespaces, dockerds, the
 #            swarm and the node labels; waits until all nodes are Ready.
@@ -20,6 +20,9 @@
 #   down     stop the dockerds (and their containers), remove namespaces,
 #            bridge, the iptables rules added by `up`, data and run dirs
 #            (and the logs unless --keep-logs). Idempotent.
+#   stop     a node going down: SIGKILL to its dockerd, then to what ran
+#            for it (containerd, shims, containers), so it reports nothing
+#            to the swarm; `up` starts it again and waits until it is Ready.
 #   status   print the state; exit 0 only if everything is up and Ready.
 #   env      print `export` lines describing the cluster (eval "$(... env)").
 #   load     copy images from the host's engine into every node (docker save
@@ -482,6 +485,20 @@ unmount_under() { # unmount everything below a directory, deepest first
     done
 }
 
+cmd_stop() {
+    local n pid
+    need_root
+    [ $# -gt 0 ] || die "usage: cluster.sh stop NODE..."
+    take_lock
+    for n in "$@"; do
+        case " ${NODES[*]} " in *" $n "*) ;; *) die "no node $n (nodes: ${NODES[*]})" ;; esac
+        pid="$(dockerd_pid "$n")"
+        log "$n: going down (SIGKILL to dockerd ${pid:-none} and its processes)"
+        [ -z "${pid}" ] || kill -KILL "${pid}" 2>/dev/null || true
+        kill_leftovers "$n"
+    done
+}
+
 cmd_down() {
     local n keep_logs=0 t0
     [ "${1:-}" = --keep-logs ] && keep_logs=1
@@ -625,6 +642,7 @@ usage() {
 
 case "${1:-}" in
     up) cmd_up ;;
+    stop) shift; cmd_stop "$@" ;;
     down) shift; cmd_down "$@" ;;
     status) cmd_status ;;
     env) cmd_env ;;

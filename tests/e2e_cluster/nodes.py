@@ -115,6 +115,11 @@ class Cluster:
         p = node["Description"]["Platform"]
         return GO_ARCH.get(p["Architecture"], p["Architecture"]), p["OS"]
 
+    def node_state(self, hostname):
+        """The manager's view of a node: "ready", "down", "unknown"."""
+        return self.docker(self.manager, "node", "inspect", hostname,
+                           "--format", "{{.Status.State}}").stdout.strip()
+
     # -- a user's server ----------------------------------------------------------
     def running_task(self, service):
         with self.target():

@@ -1,8 +1,8 @@
 """judge_start: what a new service's tasks mean, decided from swarm's task
 list and the time waited alone (the real lists come from tests/e2e)."""
 
-from jupyterhub_swarm import (StartState, addresses_held, judge_start, no_address_reason, shorten,
-                              subnet_room)
+from jupyterhub_swarm import (StartState, addresses_held, given_up, judge_start, no_address_reason,
+                              shorten, subnet_room)
 
 NO_NODE = "no suitable node (scheduling constraints not satisfied on 1 node)"
 NO_GPU = "no suitable node (insufficient resources on 1 node)"
@@ -78,3 +78,13 @@ def test_shorten_keeps_distinct_names_distinct_and_within_the_limit():
     assert shorten("jupyter-alice", 63) == "jupyter-alice"
     a, b = shorten("x" * 80, 40, digits=8), shorten("x" * 79 + "y", 40, digits=8)
     assert len(a) == len(b) == 40 and a != b
+
+
+def test_a_task_on_a_node_that_went_down_is_given_up():
+    # what the manager shows for it (seen on the three-node test swarm): the
+    # node "Down", the task "running" for ever, desired "shutdown"
+    lost = {"Status": {"State": "running"}, "DesiredState": "shutdown", "NodeID": "n2"}
+    assert given_up(lost)
+    assert not given_up({"Status": {"State": "running"}, "DesiredState": "running"})
+    assert not given_up({"Status": {"State": "failed"}, "DesiredState": "shutdown"})  # ended: poll's other branch
+    assert not given_up(None)
