@@ -719,6 +719,19 @@ class SwarmUserSpawner(SwarmSpawner):
         # reads; each spawn starts again from the configured one
         self._base_image = self.image
 
+    # dockerspawner makes every docker call of every user in ONE thread: a
+    # slow image pull held up every other user's spawn, stop and poll for as
+    # long as it took (tests/e2e/test_25_docker_threads.py). Pulls get their
+    # own threads, the other calls theirs; together within the docker
+    # client's connection pool (10).
+    _calls = ThreadPoolExecutor(max_workers=6, thread_name_prefix="docker")
+    _pulls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="docker-pull")
+
+    def docker(self, method, *args, **kwargs):
+        """A docker call in a thread of its kind; returns a Future."""
+        pool = self._pulls if method == "pull" else self._calls
+        return asyncio.wrap_future(pool.submit(self._docker, method, *args, **kwargs))
+
     def _docker(self, method, *args, **kwargs):
         """dockerspawner's docker call (in its thread), made again every
         second for up to engine_wait seconds while the engine's API cannot
