@@ -283,7 +283,7 @@ print("imports OK on", platform.machine())' >&2
     out="$(run_in -e SPAWNER_NETWORK_NAME=n "${IMAGE_TAG}" jupyterhub-swarm-check 2>&1)" || rc=$?
     printf '%s\n' "${out}" | tail -n 5 >&2
     [ "${rc}" -le 1 ] || die "${IMAGE_TAG}: jupyterhub-swarm-check exited ${rc}"
-    log "${IMAGE_TAG}: ${arch}, uname -m aarch64, jupyterhub ${JUPYTERHUB_VERSION}, haproxy OK, modules import, check ran (exit ${rc})"
+    log "${IMAGE_TAG} is ${arch}: uname -m aarch64, jupyterhub ${JUPYTERHUB_VERSION}, haproxy OK, modules import, check ran (exit ${rc})"
 }
 
 step "binfmt for aarch64 (qemu-user-static)" ensure_binfmt
