@@ -5,6 +5,7 @@ import ...`) and the machinery (`from jupyterhub_swarm import ...`) as
 ordinary modules; load_config runs the file as JupyterHub does."""
 
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -54,10 +55,20 @@ def config_error(env=None, **overrides):
 UNREACHABLE_DB = "postgresql://jh:pw@127.0.0.1:9/jh"
 
 
+def jupyterhub_command():
+    """The `jupyterhub` of this Python: beside it in a virtualenv (.venv, the
+    stand-in images), else on PATH (the official image: /usr/bin/python3 and
+    /usr/local/bin/jupyterhub; the release workflow runs the unit tests there)."""
+    beside = Path(sys.executable).with_name("jupyterhub")
+    found = str(beside) if beside.exists() else shutil.which("jupyterhub")
+    assert found, f"no jupyterhub beside {sys.executable} or on PATH"
+    return found
+
+
 def run_real_hub(cwd, **env):
     """Run the real `jupyterhub -f jupyterhub_config.py` with MINIMAL_ENV,
     the unreachable database and `env`, until it exits; (status, output)."""
-    jupyterhub = Path(sys.executable).with_name("jupyterhub")
+    jupyterhub = jupyterhub_command()
     env = dict(MINIMAL_ENV, PATH=os.environ["PATH"], HUB_DB_URL=UNREACHABLE_DB, **env)
     proc = subprocess.run([str(jupyterhub), "-f", str(CONFIG_FILE)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)

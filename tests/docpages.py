@@ -14,7 +14,8 @@ DOCS = ROOT / "docs"
 ZH = "zh-CN"
 
 # The docs/ pages without a counterpart in the other language, and why.
-ENGLISH_ONLY = {"performance": "measurements and the commands that made them, for developers"}
+ENGLISH_ONLY = {"performance": "measurements and the commands that made them, for developers",
+                "releasing": "how maintainers cut a release; operators need only the image's name, in the README"}
 CHINESE_ONLY = {"spec.zh-CN": "the original specification, written in Chinese"}
 
 

@@ -200,10 +200,9 @@ def test_hub_exits_before_serving_on_bad_input(tmp_path):
     """The real `jupyterhub` command with a bad variable: status 1, one clear line."""
     import os
     import subprocess
-    import sys
 
-    from conftest import CONFIG_FILE
-    jupyterhub = os.path.join(os.path.dirname(sys.executable), "jupyterhub")
+    from conftest import CONFIG_FILE, jupyterhub_command
+    jupyterhub = jupyterhub_command()
     env = {"PATH": os.environ["PATH"], "SPAWNER_NETWORK_NAME": "n", "HUB_PORT": "eighty",
            "HUB_DB_URL": f"sqlite:///{tmp_path}/jh.sqlite",
            "HUB_COOKIE_SECRET_FILE": f"{tmp_path}/secret"}

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_FILES = ["example.env", "docker-compose.swarm.yml",
                   "docker-compose.postgres.yml", "docker-compose.secrets.yml",
                   "docker-compose.extra-config.yml", "scripts/with-env-file.sh",
-                  "jupyterhub_config.d/extra.py",
+                  "jupyterhub_config.d/extra.py", "docs/releasing.md",
                   *(str(p.relative_to(ROOT)) for p in operator_files())]
 
 
