@@ -78,19 +78,6 @@ CHP_VERSION="$(env_up_setting CHP_VERSION)"
 
 T_START=$SECONDS
 ROOTFS_WORK=""
-cleanup_rootfs() {
-    [ -n "${ROOTFS_WORK}" ] || return 0
-    local m
-    for m in $(findmnt -rno TARGET | { grep -F "${ROOTFS_WORK}/" || true; } | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-    if findmnt -rno TARGET | grep -qF "${ROOTFS_WORK}/"; then
-        log "WARNING: mounts left under ${ROOTFS_WORK}; not deleting it"
-    else
-        rm -rf --one-file-system "${ROOTFS_WORK}"
-    fi
-    ROOTFS_WORK=""
-}
 on_exit() {
     cleanup_rootfs
     remove_tmp_paths
@@ -119,17 +106,10 @@ ensure_binfmt() {
 }
 
 # --- 2. arm64 rootfs --------------------------------------------------------------
-debian_mirror() {
-    local url
-    url="$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        grep -E '/debian/?$' | head -n1 || true)"
-    printf '%s\n' "${url:-http://deb.debian.org/debian}" | sed 's:/*$::'
-}
-
 build_rootfs() {
     local mirror secmirror key
-    mirror="$(debian_mirror)"
-    secmirror="${mirror%/debian}/debian-security"
+    mirror="$(debian_mirror main)"
+    secmirror="$(debian_mirror security)"
     key="$(printf '%s\n' "rev=${ROOTFS_REV}" "${DEBIAN_SUITE}" "${DEB_ARCH}" "${ROOTFS_PACKAGES}" | sha)"
     standin_cached "${ROOTFS_ARM64_TAG}" "${key}" && return 0
     log "building ${ROOTFS_ARM64_TAG} (mirror ${mirror})"

@@ -170,41 +170,6 @@ host_ca_files() {
     fi
 }
 
-# Debian mirror URL used by this host's apt (deb822 .sources or one-line).
-debian_mirror() {
-    local kind=$1 url   # kind: main | security
-    url="$(
-        {
-            cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
-                awk '/^URIs:/ {print $2}'
-            cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-                awk '/^deb[ \t]/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}'
-        } | grep -E '/debian(-security)?/?$' |
-            if [ "${kind}" = security ]; then grep -- '-security'; else grep -v -- '-security'; fi |
-            head -n1 || true
-    )"
-    if [ -z "${url}" ]; then
-        if [ "${kind}" = security ]; then url=http://deb.debian.org/debian-security; else url=http://deb.debian.org/debian; fi
-    fi
-    printf '%s\n' "${url%/}"
-}
-
-
-cleanup_rootfs() {
-    [ -n "${ROOTFS_WORK}" ] || return 0
-    local m
-    # unmount everything below the rootfs, deepest first
-    for m in $(findmnt -rno TARGET | { grep -F "${ROOTFS_WORK}/" || true; } | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-    if findmnt -rno TARGET | grep -qF "${ROOTFS_WORK}/"; then
-        log "WARNING: mounts left under ${ROOTFS_WORK}; not deleting it"
-    else
-        rm -rf --one-file-system "${ROOTFS_WORK}"
-    fi
-    ROOTFS_WORK=""
-}
-
 build_rootfs_image() {
     local mirror secmirror key
     mirror="$(debian_mirror main)"
