@@ -20,6 +20,15 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            through the proxy; servers lost (must be 0).
   image    the project image's size minus its base image's size.
   login    NativeAuthenticator logins (POST /hub/login, bcrypt): median, p95.
+  routes   what the hub's periodic route check (SwarmProxy.watch_routes,
+           every check_routes_interval = 2 s) costs: CPU seconds of the hub's
+           and of the proxy's container (their cgroups' counters) over
+           --route-window seconds with the check on and off, with no user
+           server and with --route-servers running; and the GET /api/routes
+           the proxy served meanwhile (its log). Off is the same hub
+           restarted with an extra configuration file that sets
+           check_routes_interval = 0 (docker-compose.extra-config.yml);
+           servers survive the restarts. Order: on, off, on at each count.
   flood    --flood N logins at once (N fresh sessions POSTing the admin's
            password together): logins per second, and the latency of
            `GET /hub/health` polled every 0.02 s meanwhile, against its
@@ -53,17 +62,20 @@ import copy
 import json
 import os
 import platform
+import re
 import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURES = ("single", "burst", "restart", "image", "login", "flood")
+MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes")
+OPT_IN = ("flood", "routes")  # not in the default --only
 BENCH_IMAGE = "jupyterhub-swarm:bench"
 STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
 PASSWORD = "bench-Secret-pass"
@@ -79,6 +91,19 @@ SETTINGS = {
     "SPAWNER_CPU_LIMIT": "1",
     "SPAWNER_MEM_LIMIT": "1G",
 }
+# routes: the hub's extra configuration file (HUB_EXTRA_CONFIG_DIR), deployed
+# once; the hub runs with the route check off while its service has
+# ROUTE_CHECK_ENV=off (docker service update --env-add: a hub restart).
+ROUTE_CHECK_ENV = "JHSWARM_BENCH_ROUTE_CHECK"
+ROUTE_CHECK_CONFIG = f"""\
+import os
+if os.environ.get("{ROUTE_CHECK_ENV}") == "off":
+    c.SwarmProxy.check_routes_interval = 0
+# many servers starting at once on 2 cores answer later than the 30 s the
+# hub waits by default: it would stop them
+c.Spawner.http_timeout = 120
+"""
+EXTRA_CONFIG_COMPOSE = ROOT / "docker-compose.extra-config.yml"
 
 # The probe service. POST {"urls": {key: url}, "token": t, "interval": s,
 # "timeout": s} starts one watcher thread per url, which GETs it (redirects
@@ -151,9 +176,18 @@ def parse_args(argv):
     p.add_argument("--compare-image", default=None, metavar="TAG",
                    help="flood: also measure a deployment of this hub image (built "
                    "beforehand, e.g. from an older commit), in the same run")
-    p.add_argument("--only", default=",".join(m for m in MEASURES if m != "flood"),
-                   help=f"comma-separated, from {', '.join(MEASURES)} (default: all but flood); "
-                   "restart needs burst")
+    p.add_argument("--route-servers", type=int, default=50,
+                   help="routes: user servers running for the second half (default: %(default)s)")
+    p.add_argument("--route-batch", type=int, default=10,
+                   help="routes: servers started at once (default: %(default)s)")
+    p.add_argument("--route-window", type=float, default=60,
+                   help="routes: seconds of each CPU sample (default: %(default)s)")
+    p.add_argument("--route-settle", type=float, default=30,
+                   help="routes: seconds to wait after a hub (re)start or the servers' "
+                   "start before a sample (default: %(default)s)")
+    p.add_argument("--only", default=",".join(m for m in MEASURES if m not in OPT_IN),
+                   help=f"comma-separated, from {', '.join(MEASURES)} (default: all but "
+                   f"{' and '.join(OPT_IN)}); restart needs burst")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 repetition, bursts of 2, 3 logins")
     p.add_argument("--no-build", action="store_true",
@@ -177,6 +211,7 @@ def parse_args(argv):
     if args.quick:
         args.reps, args.burst, args.burst_reps, args.logins = 1, 2, 1, 3
         args.flood = "3"
+        args.route_servers, args.route_window, args.route_settle = 2, 10, 5
     try:
         args.flood = [int(n) for n in args.flood.split(",") if n.strip()]
     except ValueError:
@@ -190,7 +225,9 @@ def parse_args(argv):
     for item in args.set:
         if "=" not in item:
             p.error(f"--set {item!r}: expected VAR=VALUE")
-    if min(args.reps, args.burst, args.burst_reps, args.logins) < 1:
+    if min(args.reps, args.burst, args.burst_reps, args.logins, args.route_servers,
+            args.route_batch) < 1 \
+            or args.route_window <= 0:
         p.error("counts must be at least 1")
     return args
 
@@ -273,7 +310,7 @@ def table(results):
                         f"{f['n'] / f['seconds']:.1f} logins/s, {f['failed']} failed "
                         f"| idle {_s(idle, 3)} | {_x(ratio(f['health_max'], idle))} "
                         f"| ≤ 0.25 s, 0 failed |")
-    lines = rows + [""]
+    lines = rows + [""] if len(rows) > 2 else []  # none of those measures: no empty table
     if single:
         lines.append(f"- single, hub: {_runs(single['hub'])}; raw: {_runs(single['raw'])}")
     if burst:
@@ -281,7 +318,108 @@ def table(results):
     if restart:
         lines.append(f"- restart, with {restart['n']}: {_runs(restart['with_n'])}; "
                      f"empty: {_runs(restart['empty'])}")
+    routes = results.get("routes")
+    if routes:
+        lines += [route_table(routes["windows"], routes.get("interval", 2))]
+        if routes.get("note"):
+            lines += ["", routes["note"]]
+        lines.append("")
     return "\n".join(lines)
+
+
+# -- routes: CPU counters, the proxy's log, the table (pure, unit-tested) ------------
+
+
+def cgroup_cpu_file(proc_cgroup, root="/sys/fs/cgroup"):
+    """The file holding a process's cgroup's cumulative CPU time, from the
+    text of /proc/<pid>/cgroup: cgroup v1's cpuacct.usage (nanoseconds)
+    where a cpuacct hierarchy is listed, else v2's cpu.stat (usage_usec).
+    Works for any cgroup driver and --cgroup-parent, since it reads where
+    the process really is."""
+    unified = None
+    for line in proc_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not path:
+            continue
+        if "cpuacct" in controllers.split(","):
+            for name in (controllers, "cpuacct", "cpu,cpuacct"):
+                candidate = Path(root, name, path.lstrip("/"), "cpuacct.usage")
+                if candidate.exists():
+                    return candidate
+        if hierarchy == "0" and not controllers:
+            unified = Path(root, path.lstrip("/"), "cpu.stat")
+    if unified is not None and unified.exists():
+        return unified
+    raise LookupError(f"no CPU counter for the cgroup of {proc_cgroup.strip()!r} under {root}")
+
+
+def cpu_seconds(path):
+    """Cumulative CPU seconds in a file cgroup_cpu_file() found."""
+    text = Path(path).read_text()
+    if Path(path).name == "cpuacct.usage":
+        return int(text.strip()) / 1e9
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise ValueError(f"{path}: no usage_usec")
+
+
+def route_gets(proxy_log):
+    """How many GET /api/routes (the whole table, as the route check asks
+    for it; not /api/routes/<path>) configurable-http-proxy logged: it
+    logs every API response at info level, '200 GET /api/routes ...'."""
+    return sum(1 for line in proxy_log.splitlines()
+               if re.search(r"\bGET /api/routes(\?|\s|$)", line))
+
+
+def per_minute(value, seconds):
+    return value * 60 / seconds
+
+
+def route_summary(windows):
+    """{(servers, 'on' | 'off'): {hub, proxy, gets: [per minute, one per
+    window], routes}} of routes windows (see Bench.cpu_window)."""
+    out = {}
+    for w in windows:
+        cell = out.setdefault((w["servers"], w["check"]),
+                              {"hub": [], "proxy": [], "gets": [], "routes": w["routes"]})
+        for key in ("hub", "proxy", "gets"):
+            cell[key].append(per_minute(w[key], w["seconds"]))
+    return out
+
+
+def route_table(windows, interval=2):
+    """The markdown table of the routes windows: per minute, the hub's and
+    the proxy's CPU seconds and the GET /api/routes served, each window's
+    figure in brackets; and on − off (means), with its part per check."""
+    summary = route_summary(windows)
+
+    def fig(values, digits=3):
+        mean = statistics.mean(values)
+        each = ", ".join(f"{v:.{digits}f}" for v in values)
+        return f"{mean:.{digits}f}" + (f" ({each})" if len(values) > 1 else "")
+
+    rows = ["| user servers (routes) | route check | hub CPU s/min | proxy CPU s/min "
+            "| GET /api/routes per min |", "|---|---|---|---|---|"]
+    for servers in sorted({s for s, _ in summary}):
+        on, off = summary.get((servers, "on")), summary.get((servers, "off"))
+        routes = (on or off)["routes"]
+        label = f"{servers} ({'-' if routes is None else routes})"
+        for name, cell in (("on, every %g s" % interval, on), ("off", off)):
+            if cell:
+                rows.append(f"| {label} | {name} | {fig(cell['hub'])} | {fig(cell['proxy'])} "
+                            f"| {fig(cell['gets'], 1)} |")
+        if on and off:
+            dh = statistics.mean(on["hub"]) - statistics.mean(off["hub"])
+            dp = statistics.mean(on["proxy"]) - statistics.mean(off["proxy"])
+            checks = statistics.mean(on["gets"]) - statistics.mean(off["gets"])
+            each = (f" = {dh / checks * 1000:.1f} ms / {dp / checks * 1000:.1f} ms per check"
+                    if checks > 0 else "")
+            rows.append(f"| {label} | **on − off** | **{dh:+.3f}** | **{dp:+.3f}** "
+                        f"| {checks:+.1f}{each} |")
+    return "\n".join(rows)
 
 
 def machine():
@@ -328,7 +466,7 @@ class Bench:
         self.token = None
         self.template = None  # the hub-made service spec of TEMPLATE_USER
         self.raw_tokens = {}
-        self.pool = ThreadPoolExecutor(max(8, args.burst))
+        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers))
         self.local = threading.local()
 
     # HTTP sessions: one per thread (requests.Session is not thread-safe)
@@ -346,7 +484,7 @@ class Bench:
 
     def deploy(self):
         env = dict(SETTINGS)
-        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst))
+        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst, self.args.route_servers))
         env["AUTH_ADMIN_PASSWORD"] = PASSWORD
         env["JUPYTERHUB_IMAGE"] = self.args.project_image
         if self.args.notebook_image:
@@ -356,7 +494,14 @@ class Bench:
         for item in self.args.set:
             k, v = item.split("=", 1)
             env[k] = v
-        self.deployment = self.e2e.deploy(**env)
+        extra = ()
+        if "routes" in self.args.only:
+            # the file that turns the route check off (set_route_check)
+            config = Path(tempfile.mkdtemp(prefix="jhbench-"), "route-check.py")
+            config.write_text(ROUTE_CHECK_CONFIG)
+            env["JUPYTERHUB_EXTRA_CONFIG"] = str(config)
+            extra = (EXTRA_CONFIG_COMPOSE,)
+        self.deployment = self.e2e.deploy(extra_files=extra, **env)
         self.base = self.deployment.base_url
         admin = self.deployment.client()
         result = admin.login(self.e2e.ADMIN, PASSWORD)
@@ -684,6 +829,62 @@ class Bench:
         return took, lost
 
 
+    # -- routes -------------------------------------------------------------------------
+    def set_route_check(self, on, names):
+        """Restart the hub with its route check on or off (ROUTE_CHECK_ENV,
+        read by ROUTE_CHECK_CONFIG); wait until the new hub answers and
+        reports `names` ready."""
+        old = self.swarm.hub_container()
+        change = ["--env-rm", ROUTE_CHECK_ENV] if on else ["--env-add", f"{ROUTE_CHECK_ENV}=off"]
+        t0 = time.monotonic()
+        self.swarm.docker("service", "update", "--detach", "--no-resolve-image", *change,
+                          self.swarm.HUB_SERVICE)
+        self.swarm.wait_for(lambda: self.swarm.hub_container() not in (None, old),
+                            self.args.timeout, "the new hub container", 0.25)
+        self.swarm.wait_for(self.deployment.health, self.args.timeout,
+                            "the new hub through the proxy", 0.25)
+
+        def all_ready():
+            state = self.hub_servers()
+            return state is not None and all(state.get(n) == "ready" for n in names)
+
+        self.swarm.wait_for(all_ready, self.args.timeout, "the hub to report the servers", 0.5)
+        log(f"  hub restarted with the route check {'on' if on else 'off'} "
+            f"in {time.monotonic() - t0:.1f}s")
+
+    def cpu_counter(self, service_name):
+        cid = self.swarm.container_of(service_name)
+        pid = self.api.inspect_container(cid)["State"]["Pid"]
+        return cid, cgroup_cpu_file(Path(f"/proc/{pid}/cgroup").read_text())
+
+    def proxy_gets(self, cid):
+        logs = self.swarm.docker("logs", cid, check=False, timeout=60)
+        return route_gets(logs.stdout + logs.stderr)
+
+    def cpu_window(self, servers, on, seconds):
+        """CPU seconds of the hub's and the proxy's containers over `seconds`
+        of the bench doing nothing, and the GET /api/routes the proxy
+        logged meanwhile."""
+        hub_id, hub_file = self.cpu_counter(self.swarm.HUB_SERVICE)
+        proxy_id, proxy_file = self.cpu_counter(self.swarm.PROXY_SERVICE)
+        gets0 = self.proxy_gets(proxy_id)
+        t0 = time.monotonic()
+        hub0, proxy0 = cpu_seconds(hub_file), cpu_seconds(proxy_file)
+        time.sleep(seconds)
+        hub1, proxy1 = cpu_seconds(hub_file), cpu_seconds(proxy_file)
+        took = time.monotonic() - t0
+        gets = self.proxy_gets(proxy_id) - gets0
+        if self.swarm.container_of(self.swarm.HUB_SERVICE) != hub_id \
+                or self.swarm.container_of(self.swarm.PROXY_SERVICE) != proxy_id:
+            raise SystemExit("the hub or the proxy was replaced during a CPU sample")
+        routes = len(self.swarm.proxy_routes())  # outside the window: it execs in the hub
+        w = {"servers": servers, "check": "on" if on else "off", "seconds": took,
+             "hub": hub1 - hub0, "proxy": proxy1 - proxy0, "gets": gets, "routes": routes}
+        log(f"  {servers} servers, check {w['check']}: {took:.1f}s, hub {w['hub']:.3f} "
+            f"CPU s, proxy {w['proxy']:.3f} CPU s, {gets} GET /api/routes, {routes} routes")
+        return w
+
+
 def service(name):
     return f"jupyter-{name}"  # bench names need no escaping (letters, digits)
 
@@ -776,6 +977,37 @@ def measure_burst_and_restart(b, args, with_restart):
                 restart["empty"].append(took)
                 log(f"restart #{i + 1} empty: {took:.2f}s")
     return burst, (restart if with_restart else None)
+
+
+def measure_routes(b, args):
+    """On, off, on with no user server; the same with --route-servers
+    running (as many as started, said in the note)."""
+    windows, names, note = [], [], None
+    for count in (0, args.route_servers):
+        if count:
+            names = [f"rt{j:02d}" for j in range(count)]
+            b.create_users(names)
+            # in batches: 50 spawns at once load 2 cores so that the hub
+            # misses its health check and swarm kills it
+            t0, up = time.monotonic(), []
+            for i in range(0, count, args.route_batch):
+                batch = names[i:i + args.route_batch]
+                done = b.hub_start(batch, 0.5)
+                up += [n for n in batch if done[n] is not None]
+            names = up
+            log(f"routes: {len(names)} of {count} servers up in {time.monotonic() - t0:.1f}s "
+                f"(batches of {args.route_batch})")
+            if len(names) < count:
+                note = f"Only {len(names)} of {count} servers started."
+        on = True  # the hub as deployed, and after the last sample of 0 servers
+        for want in (True, False, True):
+            if want != on:
+                b.set_route_check(want, names)
+                on = want
+            time.sleep(args.route_settle)
+            windows.append(b.cpu_window(len(names), on, args.route_window))
+    b.hub_stop(names)
+    return {"windows": windows, "interval": 2, "note": note}
 
 
 def login_page(b):
@@ -913,6 +1145,8 @@ def main(argv=None):
                     results["restart"] = restart
             if "login" in engine:
                 results["login"] = measure_login(b, args)
+            if "routes" in engine:
+                results["routes"] = measure_routes(b, args)
             if "flood" in engine:
                 results["flood"] = measure_flood(b, args)
                 if args.compare_image:

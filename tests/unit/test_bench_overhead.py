@@ -62,3 +62,59 @@ def test_table_has_ratios_against_the_same_run():
     assert "9.00 s, 0 lost | empty restart 6.00 s | 1.50× |" in text
     assert "20.0 MB" in text
     assert "median 0.250 s, p95 0.300 s" in text
+
+
+def test_routes_is_opt_in_and_quick_is_tiny():
+    bench = load()
+    assert "routes" not in bench.parse_args([]).only
+    args = bench.parse_args(["--quick", "--only", "routes"])
+    assert args.only == ["routes"]
+    assert (args.route_servers, args.route_window) == (2, 10)
+
+
+def test_cgroup_cpu_file_follows_the_process(tmp_path):
+    bench = load()
+    v1 = tmp_path / "cpuacct" / "docker" / "abc" / "cpuacct.usage"
+    v1.parent.mkdir(parents=True)
+    v1.write_text("2500000000\n")
+    proc = "4:memory:/docker/abc\n2:cpuacct:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n"
+    found = bench.cgroup_cpu_file(proc, tmp_path)
+    assert found == v1
+    assert bench.cpu_seconds(found) == 2.5
+    # the v2 counter of the unified hierarchy, when no v1 cpuacct is listed
+    v2 = tmp_path / "system.slice" / "docker-abc.scope" / "cpu.stat"
+    v2.parent.mkdir(parents=True)
+    v2.write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    found = bench.cgroup_cpu_file("0::/system.slice/docker-abc.scope\n", tmp_path)
+    assert found == v2
+    assert bench.cpu_seconds(found) == 1.5
+    with pytest.raises(LookupError):
+        bench.cgroup_cpu_file("2:cpuacct:/docker/other\n", tmp_path)
+
+
+def test_route_gets_counts_only_reads_of_the_whole_table():
+    bench = load()
+    log = "\n".join([
+        "12:00:00.001 [ConfigProxy] info: 200 GET /api/routes ",
+        "12:00:02.001 [ConfigProxy] info: 200 GET /api/routes?inactive_since=x ",
+        "12:00:02.500 [ConfigProxy] info: 201 POST /api/routes/user/a ",
+        "12:00:03.000 [ConfigProxy] info: 200 GET /api/routes/user/a ",
+        "12:00:03.100 [ConfigProxy] info: 204 DELETE /api/routes/user/a ",
+        "12:00:04.001 [ConfigProxy] info: 200 GET /api/routes",
+    ])
+    assert bench.route_gets(log) == 3
+
+
+def test_route_table_gives_per_minute_means_and_the_difference():
+    bench = load()
+    w = [
+        {"servers": 0, "check": "on", "seconds": 60, "hub": 1.2, "proxy": 0.6, "gets": 30, "routes": 1},
+        {"servers": 0, "check": "off", "seconds": 30, "hub": 0.45, "proxy": 0.15, "gets": 0, "routes": 1},
+        {"servers": 0, "check": "on", "seconds": 60, "hub": 1.4, "proxy": 0.4, "gets": 30, "routes": 1},
+    ]
+    text = bench.route_table(w)
+    assert "| 0 (1) | on, every 2 s | 1.300 (1.200, 1.400) | 0.500 (0.600, 0.400) |" in text
+    assert "| 0 (1) | off | 0.900 | 0.300 | 0.0 |" in text  # per minute from 30 s
+    assert "**+0.400** | **+0.200** | +30.0 = 13.3 ms / 6.7 ms per check |" in text
+    table = bench.table({"routes": {"windows": w, "note": "Only 1 of 2 servers started."}})
+    assert "**on − off**" in table and "Only 1 of 2" in table
