@@ -9,10 +9,13 @@ containers are gone. The docker CLI helpers are swarm.py's.
 
 import fcntl
 import os
+import re
 import secrets
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 
@@ -210,6 +213,21 @@ def deploy(tls_ca=None, extra_files=(), wait=True, **overrides):
             log("hub logs:\n" + swarm.hub_logs(100))
             raise
     return d
+
+
+def repository_copy(dest):
+    """A copy of the repository's product files at `dest` (what an operator
+    clones, without the tests, benchmarks and docs), its Dockerfile's base
+    image swapped for the stand-in unless the real images are in use: for
+    running the documented build and deploy commands as written."""
+    copy = Path(dest)
+    shutil.copytree(swarm.ROOT, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "artifacts", "__pycache__", "tests", "bench", "docs"))
+    if BASE_IMAGE:  # the stand-in for quay.io/jupyterhub/jupyterhub
+        dockerfile = copy / "Dockerfile"
+        dockerfile.write_text(re.sub(r"^ARG BASE_IMAGE=.*$", f"ARG BASE_IMAGE={BASE_IMAGE}",
+                                     dockerfile.read_text(), flags=re.M))
+    return copy
 
 
 def check_interpolation(env):

@@ -14,7 +14,6 @@ stand-in images, the Dockerfile's base image.
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from docpages import code_block, section
 
 from . import swarm
 from .conftest import observe, phase
-from .deploy import BASE_IMAGE, PROJECT_IMAGE, SINGLEUSER_IMAGES, deploy
+from .deploy import PROJECT_IMAGE, SINGLEUSER_IMAGES, deploy, repository_copy
 from .hubclient import start_and_wait
 from .swarm import log, wait_for
 
@@ -43,14 +42,9 @@ def documented_upgrade_block():
 
 def new_release(tmp, version, next_version):
     """A copy of the repository as the next release would have it."""
-    copy = Path(tmp) / "release"
-    shutil.copytree(swarm.ROOT, copy, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "artifacts", "__pycache__", "tests", "bench", "docs"))
+    copy = repository_copy(Path(tmp) / "release")
     dockerfile = (copy / "Dockerfile").read_text()
     dockerfile = dockerfile.replace(f'image.version="{version}"', f'image.version="{next_version}"')
-    if BASE_IMAGE:  # the stand-in for quay.io/jupyterhub/jupyterhub
-        dockerfile = re.sub(r"^ARG BASE_IMAGE=.*$", f"ARG BASE_IMAGE={BASE_IMAGE}", dockerfile,
-                            flags=re.M)
     (copy / "Dockerfile").write_text(dockerfile)
     stack = copy / "docker-compose.swarm.yml"
     stack.write_text(stack.read_text().replace(f"jupyterhub-swarm:{version}",

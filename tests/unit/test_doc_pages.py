@@ -10,7 +10,7 @@ import pytest
 
 from docpages import (
     CHINESE_ONLY, DOCS, ENGLISH_ONLY, ROOT, ZH, anchors, broken_links, links, markdown_files,
-    mirrored_pages, page, slug,
+    code_block, mirrored_pages, page, section, slug,
 )
 
 
@@ -76,3 +76,16 @@ def test_a_broken_link_is_found(tmp_path):
     found = broken_links(bad)
     assert len(found) == 2 and re.search(r"#no-such: no heading", found[0]) and \
         "gone.md: no file" in found[1], found
+
+
+def _commands(block):
+    """A shell block's command lines, comments and blank lines left out."""
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_both_readmes_give_the_same_quick_start():
+    """tests/e2e/test_28_quick_start.py runs the English one."""
+    english = _commands(code_block(section("README", "## Quick start")))
+    chinese = _commands(code_block(section("README.zh-CN", "## 快速开始")))
+    assert english and english == chinese
