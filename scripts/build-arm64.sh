@@ -115,32 +115,8 @@ build_rootfs() {
     log "building ${ROOTFS_ARM64_TAG} (mirror ${mirror})"
 
     ROOTFS_WORK="$(mktemp -d /var/tmp/jhswarm-rootfs-arm64.XXXXXX)"
-    local r="${ROOTFS_WORK}/rootfs" t0=$SECONDS
-    "${NICE[@]}" debootstrap --arch="${DEB_ARCH}" --variant=minbase "${DEBIAN_SUITE}" "$r" "${mirror}" \
-        >"${ROOTFS_WORK}/debootstrap.log" 2>&1 || {
-        tail -n 40 "${ROOTFS_WORK}/debootstrap.log" >&2
-        [ -f "$r/debootstrap/debootstrap.log" ] && tail -n 40 "$r/debootstrap/debootstrap.log" >&2
-        die "debootstrap --arch=${DEB_ARCH} failed"
-    }
-    log "debootstrap (arm64, second stage under qemu) done in $((SECONDS - t0))s"
-
-    cat >"$r/etc/apt/sources.list" <<EOF
-deb ${mirror} ${DEBIAN_SUITE} main
-deb ${mirror} ${DEBIAN_SUITE}-updates main
-deb ${secmirror} ${DEBIAN_SUITE}-security main
-EOF
-    cat >"$r/etc/apt/apt.conf.d/90jhswarm" <<'EOF'
-Acquire::Check-Valid-Until "false";
-APT::Install-Recommends "false";
-APT::Install-Suggests "false";
-EOF
-    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
-    chmod 0755 "$r/usr/sbin/policy-rc.d"
-    cp /etc/resolv.conf "$r/etc/resolv.conf"
-    mount -t proc proc "$r/proc"
-    mount --rbind /dev "$r/dev"
-    mount --make-rslave "$r/dev"
-    mount -t sysfs sysfs "$r/sys"
+    local r="${ROOTFS_WORK}/rootfs" t0
+    debootstrap_rootfs "$r" "${DEBIAN_SUITE}" "${mirror}" "${secmirror}" NICE --arch="${DEB_ARCH}"
 
     t0=$SECONDS
     # shellcheck disable=SC2086

@@ -179,35 +179,8 @@ build_rootfs_image() {
     log "building ${ROOTFS_TAG} (mirror ${mirror}, security ${secmirror})"
 
     ROOTFS_WORK="$(mktemp -d /var/tmp/jhswarm-rootfs.XXXXXX)"
-    local r="${ROOTFS_WORK}/rootfs" t0=$SECONDS
-    debootstrap --variant=minbase "${DEBIAN_SUITE}" "$r" "${mirror}" \
-        >"${ROOTFS_WORK}/debootstrap.log" 2>&1 || {
-        tail -n 40 "${ROOTFS_WORK}/debootstrap.log" >&2
-        [ -f "$r/debootstrap/debootstrap.log" ] && tail -n 40 "$r/debootstrap/debootstrap.log" >&2
-        die "debootstrap failed"
-    }
-    log "debootstrap done in $((SECONDS - t0))s"
-
-    cat >"$r/etc/apt/sources.list" <<EOF
-deb ${mirror} ${DEBIAN_SUITE} main
-deb ${mirror} ${DEBIAN_SUITE}-updates main
-deb ${secmirror} ${DEBIAN_SUITE}-security main
-EOF
-    # The mirror may serve snapshot metadata past its Valid-Until (the host
-    # sets the same); also keep images small like the official ones.
-    cat >"$r/etc/apt/apt.conf.d/90jhswarm" <<'EOF'
-Acquire::Check-Valid-Until "false";
-APT::Install-Recommends "false";
-APT::Install-Suggests "false";
-EOF
-    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
-    chmod 0755 "$r/usr/sbin/policy-rc.d"
-    cp /etc/resolv.conf "$r/etc/resolv.conf"
-
-    mount -t proc proc "$r/proc"
-    mount --rbind /dev "$r/dev"
-    mount --make-rslave "$r/dev"
-    mount -t sysfs sysfs "$r/sys"
+    local r="${ROOTFS_WORK}/rootfs" t0 NONE=()
+    debootstrap_rootfs "$r" "${DEBIAN_SUITE}" "${mirror}" "${secmirror}" NONE
 
     t0=$SECONDS
     # shellcheck disable=SC2086

@@ -177,6 +177,47 @@ debian_mirror() {
 }
 
 
+# A minimal Debian root at DIR for a chroot (env-up.sh, build-arm64.sh):
+# debootstrap (extra arguments, e.g. --arch=arm64, before the suite), this
+# host's mirrors in its sources.list, apt without recommends and with the
+# mirror's snapshot metadata accepted past its Valid-Until (the host does the
+# same), no daemons started, and /proc, /dev and /sys mounted (cleanup_rootfs
+# unmounts them). The log goes beside DIR. PREFIX names an array (e.g. NICE)
+# put before debootstrap.
+debootstrap_rootfs() {
+    local r=$1 suite=$2 mirror=$3 secmirror=$4
+    local -n run_with=$5
+    shift 5
+    local t0=$SECONDS logfile
+    logfile="$(dirname "$r")/debootstrap.log"
+    "${run_with[@]}" debootstrap "$@" --variant=minbase "${suite}" "$r" "${mirror}" \
+        >"${logfile}" 2>&1 || {
+        tail -n 40 "${logfile}" >&2
+        [ -f "$r/debootstrap/debootstrap.log" ] && tail -n 40 "$r/debootstrap/debootstrap.log" >&2
+        die "debootstrap $* failed"
+    }
+    log "debootstrap $* done in $((SECONDS - t0))s"
+
+    cat >"$r/etc/apt/sources.list" <<EOF
+deb ${mirror} ${suite} main
+deb ${mirror} ${suite}-updates main
+deb ${secmirror} ${suite}-security main
+EOF
+    cat >"$r/etc/apt/apt.conf.d/90jhswarm" <<'EOF'
+Acquire::Check-Valid-Until "false";
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+EOF
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+    chmod 0755 "$r/usr/sbin/policy-rc.d"
+    cp /etc/resolv.conf "$r/etc/resolv.conf"
+    mount -t proc proc "$r/proc"
+    mount --rbind /dev "$r/dev"
+    mount --make-rslave "$r/dev"
+    mount -t sysfs sysfs "$r/sys"
+}
+
+
 # Remove the rootfs work directory ROOTFS_WORK (env-up.sh, build-arm64.sh)
 # and whatever is still mounted below it.
 cleanup_rootfs() {
