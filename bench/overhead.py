@@ -35,6 +35,15 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            latency with the hub idle in the same deployment. With
            --compare-image, the same on a second deployment of that image
            (e.g. the code before a change), in the same run.
+  servers  --servers user servers running at once (default 100, started
+           through the hub in batches of --route-batch): the hub's CPU
+           seconds per minute and memory (the RSS of its container's
+           processes) over --route-window seconds, which spans the hub's
+           polls of every server (SPAWNER_POLL_INTERVAL, 30 s); the proxy's
+           route count and the latency of `/hub/health` and of a server's
+           `/api/status` through it; and a hub restart with them all running
+           (until all are routed; servers lost), all against the same with
+           no server, in the same deployment.
 
 Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
 token, so both kinds of server check the token with the hub the same way.
@@ -63,7 +72,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import statistics
 import subprocess
 import sys
@@ -74,8 +82,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes")
-OPT_IN = ("flood", "routes")  # not in the default --only
+MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes", "servers")
+OPT_IN = ("flood", "routes", "servers")  # not in the default --only
 BENCH_IMAGE = "jupyterhub-swarm:bench"
 STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
 PASSWORD = "bench-Secret-pass"
@@ -179,9 +187,11 @@ def parse_args(argv):
     p.add_argument("--route-servers", type=int, default=50,
                    help="routes: user servers running for the second half (default: %(default)s)")
     p.add_argument("--route-batch", type=int, default=10,
-                   help="routes: servers started at once (default: %(default)s)")
+                   help="routes, servers: servers started at once (default: %(default)s)")
     p.add_argument("--route-window", type=float, default=60,
-                   help="routes: seconds of each CPU sample (default: %(default)s)")
+                   help="routes, servers: seconds of each CPU sample (default: %(default)s)")
+    p.add_argument("--servers", type=int, default=100,
+                   help="servers: user servers running at once (default: %(default)s)")
     p.add_argument("--route-settle", type=float, default=30,
                    help="routes: seconds to wait after a hub (re)start or the servers' "
                    "start before a sample (default: %(default)s)")
@@ -212,6 +222,7 @@ def parse_args(argv):
         args.reps, args.burst, args.burst_reps, args.logins = 1, 2, 1, 3
         args.flood = "3"
         args.route_servers, args.route_window, args.route_settle = 2, 10, 5
+        args.servers = 2
     try:
         args.flood = [int(n) for n in args.flood.split(",") if n.strip()]
     except ValueError:
@@ -226,7 +237,7 @@ def parse_args(argv):
         if "=" not in item:
             p.error(f"--set {item!r}: expected VAR=VALUE")
     if min(args.reps, args.burst, args.burst_reps, args.logins, args.route_servers,
-            args.route_batch) < 1 \
+            args.route_batch, args.servers) < 1 \
             or args.route_window <= 0:
         p.error("counts must be at least 1")
     return args
@@ -318,6 +329,9 @@ def table(results):
     if restart:
         lines.append(f"- restart, with {restart['n']}: {_runs(restart['with_n'])}; "
                      f"empty: {_runs(restart['empty'])}")
+    servers = results.get("servers")
+    if servers:
+        lines += [servers_table(servers), ""]
     routes = results.get("routes")
     if routes:
         lines += [route_table(routes["windows"], routes.get("interval", 2))]
@@ -466,7 +480,7 @@ class Bench:
         self.token = None
         self.template = None  # the hub-made service spec of TEMPLATE_USER
         self.raw_tokens = {}
-        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers))
+        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers, args.route_batch))
         self.local = threading.local()
 
     # HTTP sessions: one per thread (requests.Session is not thread-safe)
@@ -485,6 +499,8 @@ class Bench:
     def deploy(self):
         env = dict(SETTINGS)
         env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst, self.args.route_servers))
+        if "servers" in self.args.only:
+            env["HUB_ACTIVE_SERVER_LIMIT"] = str(max(100, self.args.servers))
         env["AUTH_ADMIN_PASSWORD"] = PASSWORD
         env["JUPYTERHUB_IMAGE"] = self.args.project_image
         if self.args.notebook_image:
@@ -857,6 +873,28 @@ class Bench:
         pid = self.api.inspect_container(cid)["State"]["Pid"]
         return cid, cgroup_cpu_file(Path(f"/proc/{pid}/cgroup").read_text())
 
+    def rss(self, service_name):
+        """MiB resident in the processes of the service's container (their
+        cgroup's cgroup.procs, each one's VmRSS)."""
+        _, counter = self.cpu_counter(service_name)
+        return container_rss(counter.parent) / 2**20
+
+    def latencies(self, names, rounds=30):
+        """Seconds of `GET /hub/health` through the proxy, `rounds` times,
+        and of `/user/<n>/api/status` for up to 20 of `names`, each
+        `rounds // 10` times: (health, servers) lists, sequential requests."""
+        health, servers = [], []
+        for _ in range(rounds):
+            t0 = time.monotonic()
+            self.http().get(self.base + "/hub/health", timeout=30)
+            health.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        for n in names[:20] * max(1, rounds // 10):
+            t0 = time.monotonic()
+            ok = self.probe_proxy(n)
+            servers.append(time.monotonic() - t0 if ok else None)
+        return health, servers
+
     def proxy_gets(self, cid):
         logs = self.swarm.docker("logs", cid, check=False, timeout=60)
         return route_gets(logs.stdout + logs.stderr)
@@ -883,6 +921,19 @@ class Bench:
         log(f"  {servers} servers, check {w['check']}: {took:.1f}s, hub {w['hub']:.3f} "
             f"CPU s, proxy {w['proxy']:.3f} CPU s, {gets} GET /api/routes, {routes} routes")
         return w
+
+
+def container_rss(cgroup_dir):
+    """Bytes resident in the processes a cgroup directory lists."""
+    total = 0
+    for pid in Path(cgroup_dir, "cgroup.procs").read_text().split():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        total += int(found.group(1)) * 1024 if found else 0
+    return total
 
 
 def service(name):
@@ -979,6 +1030,18 @@ def measure_burst_and_restart(b, args, with_restart):
     return burst, (restart if with_restart else None)
 
 
+def start_in_batches(b, names, batch):
+    """Start `names` through the hub, `batch` at a time (50 spawns at once
+    load 2 cores so that the hub misses its health check and swarm kills
+    it): the names whose servers came up, and the seconds it took."""
+    t0, up = time.monotonic(), []
+    for i in range(0, len(names), batch):
+        part = names[i:i + batch]
+        done = b.hub_start(part, 0.5)
+        up += [n for n in part if done[n] is not None]
+    return up, time.monotonic() - t0
+
+
 def measure_routes(b, args):
     """On, off, on with no user server; the same with --route-servers
     running (as many as started, said in the note)."""
@@ -987,15 +1050,8 @@ def measure_routes(b, args):
         if count:
             names = [f"rt{j:02d}" for j in range(count)]
             b.create_users(names)
-            # in batches: 50 spawns at once load 2 cores so that the hub
-            # misses its health check and swarm kills it
-            t0, up = time.monotonic(), []
-            for i in range(0, count, args.route_batch):
-                batch = names[i:i + args.route_batch]
-                done = b.hub_start(batch, 0.5)
-                up += [n for n in batch if done[n] is not None]
-            names = up
-            log(f"routes: {len(names)} of {count} servers up in {time.monotonic() - t0:.1f}s "
+            names, took = start_in_batches(b, names, args.route_batch)
+            log(f"routes: {len(names)} of {count} servers up in {took:.1f}s "
                 f"(batches of {args.route_batch})")
             if len(names) < count:
                 note = f"Only {len(names)} of {count} servers started."
@@ -1008,6 +1064,69 @@ def measure_routes(b, args):
             windows.append(b.cpu_window(len(names), on, args.route_window))
     b.hub_stop(names)
     return {"windows": windows, "interval": 2, "note": note}
+
+
+def servers_sample(b, args, names):
+    """One state of the servers measure: CPU, memory, routes, latencies,
+    then a hub restart with `names` running."""
+    time.sleep(args.route_settle)
+    window = b.cpu_window(len(names), True, args.route_window)
+    rss = b.rss(b.swarm.HUB_SERVICE)
+    health, servers = b.latencies(names)
+    failed = sum(1 for t in servers if t is None)
+    sample = {"servers": len(names), "routes": window["routes"],
+              "hub_cpu": per_minute(window["hub"], window["seconds"]),
+              "proxy_cpu": per_minute(window["proxy"], window["seconds"]),
+              "hub_rss": rss, "health": health,
+              "server_status": [t for t in servers if t is not None],
+              "server_failed": failed}
+    took, lost = b.restart(names)
+    sample.update(restart=took, lost=lost)
+    log(f"servers: {len(names)} running: hub {sample['hub_cpu']:.3f} CPU s/min, "
+        f"{rss:.0f} MiB; {window['routes']} routes; /hub/health median "
+        f"{median(health):.3f}s; restart {took:.1f}s, {lost} lost")
+    return sample
+
+
+def measure_servers(b, args):
+    """No server, then --servers running (see the module's docstring)."""
+    empty = servers_sample(b, args, [])
+    names = [f"sv{j:03d}" for j in range(args.servers)]
+    b.create_users(names)
+    up, took = start_in_batches(b, names, args.route_batch)
+    log(f"servers: {len(up)} of {len(names)} up in {took:.1f}s (batches of {args.route_batch})")
+    full = servers_sample(b, args, up)
+    b.hub_stop(up)
+    return {"asked": args.servers, "started": len(up), "start_seconds": took,
+            "samples": [empty, full]}
+
+
+def servers_table(result):
+    """The markdown table of the servers measure: each state, and the
+    ratio of the full one to the empty one."""
+    empty, full = result["samples"]
+
+    def cells(x):
+        status = x["server_status"]
+        return [f"{x['hub_cpu']:.3f}", f"{x['hub_rss']:.0f}", str(x["routes"]),
+                f"{median(x['health']):.3f} (max {max(x['health']):.3f})",
+                f"{median(status):.3f} (max {max(status):.3f})" if status else "-",
+                f"{x['restart']:.1f}, {x['lost']} lost"]
+
+    rows = ["| user servers | hub CPU s/min | hub RSS MiB | proxy routes "
+            "| `/hub/health` s, median | a server's `/api/status` s, median "
+            "| hub restart s, until all routed |", "|---|---|---|---|---|---|---|"]
+    for x in (empty, full):
+        rows.append(f"| {x['servers']} | " + " | ".join(cells(x)) + " |")
+    rows.append(f"| **{full['servers']} ÷ 0** | {_x(ratio(full['hub_cpu'], empty['hub_cpu']))} "
+                f"| {_x(ratio(full['hub_rss'], empty['hub_rss']))} | - "
+                f"| {_x(ratio(median(full['health']), median(empty['health'])))} | - "
+                f"| **{_x(ratio(full['restart'], empty['restart']))}** (target ≤ 1.5×, 0 lost) |")
+    note = (f"{result['started']} of {result['asked']} servers started, in "
+            f"{result['start_seconds']:.0f} s (batches)")
+    if full["server_failed"]:
+        note += f"; {full['server_failed']} `/api/status` probes failed"
+    return "\n".join(rows + ["", note + "."])
 
 
 def login_page(b):
@@ -1147,6 +1266,8 @@ def main(argv=None):
                 results["login"] = measure_login(b, args)
             if "routes" in engine:
                 results["routes"] = measure_routes(b, args)
+            if "servers" in engine:
+                results["servers"] = measure_servers(b, args)
             if "flood" in engine:
                 results["flood"] = measure_flood(b, args)
                 if args.compare_image:

@@ -118,3 +118,31 @@ def test_route_table_gives_per_minute_means_and_the_difference():
     assert "**+0.400** | **+0.200** | +30.0 = 13.3 ms / 6.7 ms per check |" in text
     table = bench.table({"routes": {"windows": w, "note": "Only 1 of 2 servers started."}})
     assert "**on − off**" in table and "Only 1 of 2" in table
+
+
+def test_servers_is_opt_in_and_its_table_compares_with_no_server():
+    bench = load()
+    assert "servers" not in bench.parse_args([]).only
+    assert bench.parse_args(["--quick", "--only", "servers"]).servers == 2
+
+    def sample(n, cpu, rss, health, restart, lost=0):
+        return {"servers": n, "routes": n + 1, "hub_cpu": cpu, "proxy_cpu": 0.1, "hub_rss": rss,
+                "health": health, "server_status": [0.02, 0.04] if n else [],
+                "server_failed": 0, "restart": restart, "lost": lost}
+
+    text = bench.servers_table({"asked": 100, "started": 98, "start_seconds": 400.0,
+                                "samples": [sample(0, 0.5, 100.0, [0.01, 0.02, 0.03], 10.0),
+                                            sample(98, 2.0, 150.0, [0.02, 0.04, 0.06], 14.0, 1)]})
+    assert "| 0 | 0.500 | 100 | 1 | 0.020 (max 0.030) | - | 10.0, 0 lost |" in text
+    assert "| 98 | 2.000 | 150 | 99 | 0.040 (max 0.060) | 0.030 (max 0.040) | 14.0, 1 lost |" in text
+    assert "| **98 ÷ 0** | 4.00× | 1.50× | - | 2.00× | - | **1.40×**" in text
+    assert "98 of 100 servers started" in text
+
+
+def test_container_rss_sums_the_cgroups_processes(tmp_path):
+    import os
+    (tmp_path / "cgroup.procs").write_text(f"{os.getpid()}\n999999999\n")
+    own = int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))) * 1024
+    total = load().container_rss(tmp_path)
+    assert own * 0.5 < total < own * 2  # this process; the ended one counts nothing
