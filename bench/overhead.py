@@ -32,9 +32,25 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
   flood    --flood N logins at once (N fresh sessions POSTing the admin's
            password together): logins per second, and the latency of
            `GET /hub/health` polled every 0.02 s meanwhile, against its
-           latency with the hub idle in the same deployment. With
+           latency with the hub idle in the same deployment; and one user's
+           spawn started with the flood, whose progress event stream
+           (`GET /hub/api/users/<u>/server/progress`) is read as the spawn
+           page reads it: the slowest gap between its events (the first gap
+           from the POST), against the same spawn with the hub idle. With
            --compare-image, the same on a second deployment of that image
            (e.g. the code before a change), in the same run.
+  class    --class N users (accounts signed up through NativeAuthenticator
+           and approved by the admin beforehand, each with a fresh browser
+           session that has loaded /hub/login) log in and start their server
+           at the same moment, as a browser does: POST /hub/login, GET
+           /hub/spawn, then the progress event stream until "ready", then
+           `/user/<u>/api/status` through the proxy until it answers. Time
+           until every server answers, failures (and why), the slowest
+           `/hub/health` meanwhile and the slowest gap between progress
+           events of any of the N streams; against raw swarm creating N
+           services from the hub's spec at once (as for burst), in the same
+           run, with `/hub/health` polled meanwhile too (the machine's load
+           without the hub's work). Order: hub, raw, per class size.
 
 Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
 token, so both kinds of server check the token with the hub the same way.
@@ -74,8 +90,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes")
-OPT_IN = ("flood", "routes")  # not in the default --only
+MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes", "class")
+OPT_IN = ("flood", "routes", "class")  # not in the default --only
 BENCH_IMAGE = "jupyterhub-swarm:bench"
 STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
 PASSWORD = "bench-Secret-pass"
@@ -173,6 +189,9 @@ def parse_args(argv):
                    help="logins timed (default: %(default)s)")
     p.add_argument("--flood", default="10,50",
                    help="comma-separated numbers of logins at once (default: %(default)s)")
+    p.add_argument("--class", dest="class_sizes", default="50",
+                   help="class: comma-separated numbers of users starting at once "
+                   "(default: %(default)s)")
     p.add_argument("--compare-image", default=None, metavar="TAG",
                    help="flood: also measure a deployment of this hub image (built "
                    "beforehand, e.g. from an older commit), in the same run")
@@ -212,10 +231,13 @@ def parse_args(argv):
         args.reps, args.burst, args.burst_reps, args.logins = 1, 2, 1, 3
         args.flood = "3"
         args.route_servers, args.route_window, args.route_settle = 2, 10, 5
-    try:
-        args.flood = [int(n) for n in args.flood.split(",") if n.strip()]
-    except ValueError:
-        p.error(f"--flood {args.flood!r}: expected numbers separated by ','")
+        args.class_sizes = "2"
+    for option in ("flood", "class_sizes"):
+        text = getattr(args, option)
+        try:
+            setattr(args, option, [int(n) for n in text.split(",") if n.strip()])
+        except ValueError:
+            p.error(f"--{option.replace('_sizes', '')} {text!r}: expected numbers separated by ','")
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(args.only) - set(MEASURES))
     if unknown:
@@ -226,7 +248,7 @@ def parse_args(argv):
         if "=" not in item:
             p.error(f"--set {item!r}: expected VAR=VALUE")
     if min(args.reps, args.burst, args.burst_reps, args.logins, args.route_servers,
-            args.route_batch) < 1 \
+            args.route_batch, *args.class_sizes, *args.flood) < 1 \
             or args.route_window <= 0:
         p.error("counts must be at least 1")
     return args
@@ -266,6 +288,17 @@ def _x(value):
 
 def _runs(values):
     return ", ".join(f"{v:.2f}" for v in values) if values else "-"
+
+
+def gaps(times):
+    """The gaps between consecutive times (seconds)."""
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def spawn_note(spawn):
+    """'ready in 2.61 s, 5 events' of a watched spawn (watch_spawn)."""
+    end = "ready" if spawn["ok"] else "FAILED"
+    return f"{end} in {spawn['took']:.2f} s, {len(spawn['events'])} events"
 
 
 def table(results):
@@ -310,6 +343,21 @@ def table(results):
                         f"{f['n'] / f['seconds']:.1f} logins/s, {f['failed']} failed "
                         f"| idle {_s(idle, 3)} | {_x(ratio(f['health_max'], idle))} "
                         f"| ≤ 0.25 s, 0 failed |")
+            spawn, quiet = f.get("spawn"), flood.get("idle_spawn")
+            if spawn and quiet:
+                rows.append(f"| {f['n']} logins at once ({label}): slowest progress event "
+                            f"of a spawn meanwhile | {_s(spawn['max_gap'], 3)} "
+                            f"({spawn_note(spawn)}) | hub idle {_s(quiet['max_gap'], 3)} "
+                            f"({spawn_note(quiet)}) "
+                            f"| {_x(ratio(spawn['max_gap'], quiet['max_gap']))} | - |")
+    for c in results.get("class") or []:
+        h, r = c["hub"], c["raw"]
+        rows.append(f"| class of {c['n']} logging in and starting at once, until all answer "
+                    f"| {_s(h['all'])}, {h['failed']} failed; slowest `/hub/health` "
+                    f"{_s(h['health_max'], 3)}, slowest progress event "
+                    f"{_s(h['progress_max'], 3)} | raw swarm {_s(r['all'])}, {r['failed']} "
+                    f"failed; slowest `/hub/health` {_s(r['health_max'], 3)} "
+                    f"| {_x(ratio(h['all'], r['all']))} | ≤ 1.2×, 0 failed, ≤ 0.25 s |")
     lines = rows + [""] if len(rows) > 2 else []  # none of those measures: no empty table
     if single:
         lines.append(f"- single, hub: {_runs(single['hub'])}; raw: {_runs(single['raw'])}")
@@ -466,7 +514,7 @@ class Bench:
         self.token = None
         self.template = None  # the hub-made service spec of TEMPLATE_USER
         self.raw_tokens = {}
-        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers))
+        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers, *args.class_sizes))
         self.local = threading.local()
 
     # HTTP sessions: one per thread (requests.Session is not thread-safe)
@@ -479,12 +527,13 @@ class Bench:
 
     def hub_api(self, method, path, **kw):
         kw.setdefault("timeout", 30)
-        headers = {"Authorization": f"token {self.token}"}
+        headers = {**kw.pop("headers", {}), "Authorization": f"token {self.token}"}
         return self.http().request(method, self.base + "/hub/api" + path, headers=headers, **kw)
 
     def deploy(self):
         env = dict(SETTINGS)
-        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst, self.args.route_servers))
+        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst, self.args.route_servers,
+                                                    *self.args.class_sizes))
         env["AUTH_ADMIN_PASSWORD"] = PASSWORD
         env["JUPYTERHUB_IMAGE"] = self.args.project_image
         if self.args.notebook_image:
@@ -511,6 +560,7 @@ class Bench:
                       json={"note": "bench/overhead.py", "expires_in": 86400})
         r.raise_for_status()
         self.token = r.json()["token"]
+        self.admin = admin
         self.start_prober()
 
     def start_prober(self):
@@ -1017,10 +1067,10 @@ def login_page(b):
     return client
 
 
-def post_login(b, client, timeout):
-    """POST the admin's name and password as the login form does: the status."""
+def post_login(b, client, timeout, name=None):
+    """POST the name (the admin's) and password as the login form does: the status."""
     return client.session.post(client.url("/hub/login"), allow_redirects=False,
-                               timeout=timeout, data={"username": b.e2e.ADMIN,
+                               timeout=timeout, data={"username": name or b.e2e.ADMIN,
                                                       "password": PASSWORD,
                                                       "_xsrf": client.hub_xsrf()}).status_code
 
@@ -1068,28 +1118,210 @@ def measure_flood(b, args):
             return result, latencies.result()
 
     _, idle = polled(lambda: time.sleep(3))
+    spawner = "floodspawn"
+    b.create_users([spawner])
+    quiet = watch_spawn(b, spawner)
+    b.hub_stop([spawner])
+    log(f"spawn with the hub idle: slowest progress gap {_s(quiet['max_gap'], 3)} "
+        f"({spawn_note(quiet)})")
     floods = []
     for n in args.flood:
         clients = [login_page(b) for _ in range(n)]
-        together = threading.Barrier(n)
+        together = threading.Barrier(n + 1)  # the logins and the spawn
 
         def login(client):
             together.wait()
             return post_login(b, client, 120)
 
+        def spawn():
+            together.wait()
+            return watch_spawn(b, spawner)
+
         def flood():
-            with ThreadPoolExecutor(n) as pool:
+            with ThreadPoolExecutor(n + 1) as pool:
+                watched = pool.submit(spawn)
                 t0 = time.monotonic()
                 codes = list(pool.map(login, clients))
-                return codes, time.monotonic() - t0
+                took = time.monotonic() - t0
+                return codes, took, watched.result()
 
-        (codes, took), latencies = polled(flood)
+        (codes, took, spawned), latencies = polled(flood)
+        b.hub_stop([spawner])
         failed = sum(1 for c in codes if c not in (302, 303))
         floods.append({"n": n, "seconds": took, "failed": failed,
-                       "health_max": max(latencies), "health_p95": p95(latencies)})
+                       "health_max": max(latencies), "health_p95": p95(latencies),
+                       "spawn": spawned})
         log(f"flood of {n}: {took:.2f}s, {failed} failed, /hub/health max "
-            f"{max(latencies):.3f}s (idle max {max(idle):.3f}s)")
-    return {"idle": idle, "floods": floods}
+            f"{max(latencies):.3f}s (idle max {max(idle):.3f}s); slowest progress gap "
+            f"{_s(spawned['max_gap'], 3)} ({spawn_note(spawned)}; "
+            f"idle {_s(quiet['max_gap'], 3)})")
+    return {"idle": idle, "idle_spawn": quiet, "floods": floods}
+
+
+def watch_spawn(b, name, timeout=None):
+    """Start `name`'s server (POST /hub/api/users/<name>/server) and read
+    its progress event stream as the spawn page does: opened once the hub
+    reports the spawn pending (or the POST has returned: a spawn that
+    ended within it), read until a ready or failed event. Returns the
+    events, the times (seconds from the POST) they arrived, the gaps
+    between POST, events and the end, and the slowest gap."""
+    timeout = timeout or b.args.timeout
+    answer = {}
+
+    def post():
+        try:
+            answer["status"] = b.hub_api("POST", f"/users/{name}/server",
+                                         timeout=timeout).status_code
+        except b.requests.RequestException as e:
+            answer["status"] = f"{e}"
+
+    t0 = time.monotonic()
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    while "status" not in answer and time.monotonic() - t0 < timeout:
+        try:
+            model = b.hub_api("GET", f"/users/{name}").json()
+            if model.get("pending") == "spawn" or model.get("servers", {}).get(""):
+                break
+        except (b.requests.RequestException, ValueError):
+            pass
+        time.sleep(0.05)
+    watched = read_progress(b, name, t0, timeout)
+    poster.join(timeout)
+    watched["post"] = answer.get("status")
+    return watched
+
+
+def read_progress(b, name, t0, timeout):
+    """Read `name`'s progress event stream (with the admin's token) until a
+    ready or failed event: the event messages, the times (seconds since t0;
+    the first is t0 itself) they arrived, their gaps and the slowest."""
+    events, times, ok = [], [0.0], False
+    try:
+        with b.hub_api("GET", f"/users/{name}/server/progress", stream=True,
+                       headers={"Accept": "text/event-stream"},
+                       timeout=(10, timeout)) as r:
+            if r.status_code != 200:
+                events.append(f"HTTP {r.status_code} {r.text[:200]}")
+            for line in r.iter_lines(decode_unicode=True) if r.status_code == 200 else ():
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    times.append(time.monotonic() - t0)
+                    events.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        ok = bool(event.get("ready"))
+                        break
+    except b.requests.RequestException as e:
+        events.append(f"(event stream: {e})")
+    return {"events": events, "times": times, "gaps": gaps(times),
+            "max_gap": max(gaps(times), default=None),
+            "took": times[-1], "ok": ok}
+
+
+def class_accounts(b, names):
+    """NativeAuthenticator accounts for `names`: signed up through
+    /hub/signup and approved by the admin (the Authorize Users page's
+    button), as a teacher prepares a class."""
+    def signup(name):
+        b.deployment.client().signup(name, PASSWORD)
+
+    with ThreadPoolExecutor(2) as pool:  # bcrypt: one hash per signup
+        list(pool.map(signup, names))
+    for name in names:
+        b.admin.authorize(name)
+
+
+def class_start(b, names):
+    """`names` log in and start at the same moment, each as a browser does
+    (see the module's docstring). Returns ({name: seconds until its server
+    answered through the proxy, or None}, {name: why it failed},
+    [progress stream of each])."""
+    clients = {n: login_page(b) for n in names}
+    together = threading.Barrier(len(names) + 1)
+    t0 = {}
+
+    def one(name):
+        client = clients[name]
+        together.wait()
+        start = t0["t"]
+        try:
+            status = post_login(b, client, b.args.timeout, name)
+            if status not in (302, 303):
+                return None, f"login: HTTP {status}", None
+            r = client.get("/hub/spawn", allow_redirects=False, timeout=b.args.timeout)
+            if r.status_code not in (302, 303):
+                return None, f"GET /hub/spawn: HTTP {r.status_code}", None
+        except b.requests.RequestException as e:
+            return None, f"{e}", None
+        left = b.args.timeout - (time.monotonic() - start)
+        watched = read_progress(b, name, start, left)
+        if not watched["ok"]:
+            return None, f"spawn: {(watched['events'] or ['no event'])[-1][:200]}", watched
+        while time.monotonic() - start < b.args.timeout:
+            if b.probe_proxy(name):
+                return time.monotonic() - start, None, watched
+            time.sleep(0.25)
+        return None, "ready, but not answering through the proxy", watched
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = {n: pool.submit(one, n) for n in names}
+        t0["t"] = time.monotonic()
+        b.t0_wall = time.time()
+        together.wait()
+        out = {n: f.result() for n, f in futures.items()}
+    done = {n: r[0] for n, r in out.items()}
+    why = {n: r[1] for n, r in out.items() if r[1]}
+    return done, why, [r[2] for r in out.values() if r[2]]
+
+
+def polled_health(b, work):
+    """Run work() while polling /hub/health (health_latencies): (its result,
+    the latencies)."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as one:
+        latencies = one.submit(health_latencies, b, stop)
+        try:
+            result = work()
+        finally:
+            stop.set()
+        return result, latencies.result()
+
+
+def measure_class(b, args):
+    out = []
+    for k, n in enumerate(args.class_sizes):
+        hub_names = [f"cl{k}x{j:02d}" for j in range(n)]
+        raw_names = [f"rc{k}x{j:02d}" for j in range(n)]
+        t = time.monotonic()
+        class_accounts(b, hub_names)
+        b.prepare_raw(raw_names)
+        log(f"class of {n}: accounts signed up and approved in {time.monotonic() - t:.1f}s")
+        row = {"n": n}
+        for side in ("hub", "raw"):
+            if side == "hub":
+                (done, why, streams), health = polled_health(b, lambda: class_start(b, hub_names))
+                slowest = max((s["max_gap"] for s in streams if s["max_gap"] is not None),
+                              default=None)
+            else:
+                done, health = polled_health(b, lambda: b.raw_start(raw_names, 0.25))
+                why, slowest = {k: "did not answer" for k, v in done.items() if v is None}, None
+            where = breakdown(b.swarm_times(list(done)), done)
+            times = [v for v in done.values() if v is not None]
+            row[side] = {"all": max(times) if times else None,
+                         "median": median(times), "failed": len(why),
+                         "why": sorted(set(why.values()))[:5],
+                         "health_max": max(health), "health_p95": p95(health),
+                         "progress_max": slowest, "swarm": where}
+            log(f"class of {n}, {side}: {len(times)} answered, last at "
+                f"{_s(row[side]['all'])}, {len(why)} failed {row[side]['why']}; "
+                f"/hub/health max {max(health):.3f}s; slowest progress gap {_s(slowest, 3)} "
+                f"(task created / running / answering: {where})")
+            if side == "hub":
+                b.hub_stop(hub_names)
+            else:
+                b.raw_stop(raw_names)
+        out.append(row)
+    return out
 
 
 def image_sizes(project, base):
@@ -1134,7 +1366,7 @@ def main(argv=None):
         started = time.monotonic()
         try:
             b.deploy()
-            if "single" in engine or "burst" in engine:
+            if {"single", "burst", "class"} & set(engine):
                 b.take_template()
             if "single" in engine:
                 results["single"] = measure_single(b, args)
@@ -1147,6 +1379,8 @@ def main(argv=None):
                 results["login"] = measure_login(b, args)
             if "routes" in engine:
                 results["routes"] = measure_routes(b, args)
+            if "class" in engine:
+                results["class"] = measure_class(b, args)
             if "flood" in engine:
                 results["flood"] = measure_flood(b, args)
                 if args.compare_image:
