@@ -38,7 +38,7 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            page reads it: the slowest gap between its events (the first gap
            from the POST), against the same spawn with the hub idle. With
            --compare-image, the same on a second deployment of that image
-           (e.g. the code before a change), in the same run.
+           (e.g. the code before a change), in the same run (class too).
   class    --class N users (accounts signed up through NativeAuthenticator
            and approved by the admin beforehand, each with a fresh browser
            session that has loaded /hub/login) log in and start their server
@@ -193,7 +193,7 @@ def parse_args(argv):
                    help="class: comma-separated numbers of users starting at once "
                    "(default: %(default)s)")
     p.add_argument("--compare-image", default=None, metavar="TAG",
-                   help="flood: also measure a deployment of this hub image (built "
+                   help="flood, class: also measure a deployment of this hub image (built "
                    "beforehand, e.g. from an older commit), in the same run")
     p.add_argument("--route-servers", type=int, default=50,
                    help="routes: user servers running for the second half (default: %(default)s)")
@@ -350,9 +350,11 @@ def table(results):
                             f"({spawn_note(spawn)}) | hub idle {_s(quiet['max_gap'], 3)} "
                             f"({spawn_note(quiet)}) "
                             f"| {_x(ratio(spawn['max_gap'], quiet['max_gap']))} | - |")
-    for c in results.get("class") or []:
+    classes = [(c, "") for c in results.get("class") or []] \
+        + [(c, " (--compare-image)") for c in results.get("class_compare") or []]
+    for c, label in classes:
         h, r = c["hub"], c["raw"]
-        rows.append(f"| class of {c['n']} logging in and starting at once, until all answer "
+        rows.append(f"| class of {c['n']}{label} logging in and starting at once, until all answer "
                     f"| {_s(h['all'])}, {h['failed']} failed; slowest `/hub/health` "
                     f"{_s(h['health_max'], 3)}, slowest progress event "
                     f"{_s(h['progress_max'], 3)} | raw swarm {_s(r['all'])}, {r['failed']} "
@@ -1203,7 +1205,10 @@ def read_progress(b, name, t0, timeout):
                        timeout=(10, timeout)) as r:
             if r.status_code != 200:
                 events.append(f"HTTP {r.status_code} {r.text[:200]}")
-            for line in r.iter_lines(decode_unicode=True) if r.status_code == 200 else ():
+            # chunk_size None: each chunk as it arrives (the default, 512,
+            # waits for 512 bytes and so holds events back)
+            lines = r.iter_lines(chunk_size=None, decode_unicode=True)
+            for line in lines if r.status_code == 200 else ():
                 if line and line.startswith("data:"):
                     event = json.loads(line[5:])
                     times.append(time.monotonic() - t0)
@@ -1324,6 +1329,10 @@ def measure_class(b, args):
     return out
 
 
+# the measures --compare-image repeats on a second deployment
+MEASURE_ONE = {"class": measure_class, "flood": measure_flood}
+
+
 def image_sizes(project, base):
     def size(image):
         out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image],
@@ -1379,16 +1388,23 @@ def main(argv=None):
                 results["login"] = measure_login(b, args)
             if "routes" in engine:
                 results["routes"] = measure_routes(b, args)
-            if "class" in engine:
-                results["class"] = measure_class(b, args)
-            if "flood" in engine:
-                results["flood"] = measure_flood(b, args)
-                if args.compare_image:
-                    log(f"redeploying with {args.compare_image} for the comparison")
-                    b.swarm.cleanup()
-                    b.args.project_image = args.compare_image
-                    b.deploy()
-                    results["flood_compare"] = measure_flood(b, args)
+            compared = [m for m in ("class", "flood") if m in engine]
+            for m in compared:
+                results[m] = MEASURE_ONE[m](b, args)
+            if compared and args.compare_image:
+                log(f"redeploying with {args.compare_image} for the comparison")
+                b.swarm.cleanup()
+                own, b.args.project_image = b.args.project_image, args.compare_image
+                b.deploy()
+                # the stack's docker-api service (HAProxy) runs the hub's
+                # image; an image from before it has no HAProxy: keep that
+                # service, which is not the hub code compared, on ours
+                b.swarm.docker("service", "update", "--quiet", "--no-resolve-image",
+                               "--image", own, b.swarm.DOCKER_API_SERVICE, timeout=300)
+                if "class" in engine:
+                    b.take_template()
+                for m in compared:
+                    results[f"{m}_compare"] = MEASURE_ONE[m](b, args)
         finally:
             log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
             try:
