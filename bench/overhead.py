@@ -38,7 +38,7 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            page reads it: the slowest gap between its events (the first gap
            from the POST), against the same spawn with the hub idle. With
            --compare-image, the same on a second deployment of that image
-           (e.g. the code before a change), in the same run (class too).
+           (e.g. the code before a change), in the same run.
   class    --class N users (accounts signed up through NativeAuthenticator
            and approved by the admin beforehand, each with a fresh browser
            session that has loaded /hub/login) log in and start their server
@@ -50,7 +50,9 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            events of any of the N streams; against raw swarm creating N
            services from the hub's spec at once (as for burst), in the same
            run, with `/hub/health` polled meanwhile too (the machine's load
-           without the hub's work). Order: hub, raw, per class size.
+           without the hub's work). Order: hub, raw, per class size. With
+           --compare-set, the same on a second deployment with those
+           variables (e.g. an earlier default), in the same run.
 
 Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
 token, so both kinds of server check the token with the hub the same way.
@@ -192,8 +194,11 @@ def parse_args(argv):
     p.add_argument("--class", dest="class_sizes", default="50",
                    help="class: comma-separated numbers of users starting at once "
                    "(default: %(default)s)")
+    p.add_argument("--compare-set", action="append", default=[], metavar="VAR=VALUE",
+                   help="class: also measure a deployment of the project image with "
+                   "this variable (repeatable; e.g. an earlier default), in the same run")
     p.add_argument("--compare-image", default=None, metavar="TAG",
-                   help="flood, class: also measure a deployment of this hub image (built "
+                   help="flood: also measure a deployment of this hub image (built "
                    "beforehand, e.g. from an older commit), in the same run")
     p.add_argument("--route-servers", type=int, default=50,
                    help="routes: user servers running for the second half (default: %(default)s)")
@@ -244,7 +249,7 @@ def parse_args(argv):
         p.error(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
     if "restart" in args.only and "burst" not in args.only:
         p.error("restart measures with the burst's servers running: add burst to --only")
-    for item in args.set:
+    for item in args.set + args.compare_set:
         if "=" not in item:
             p.error(f"--set {item!r}: expected VAR=VALUE")
     if min(args.reps, args.burst, args.burst_reps, args.logins, args.route_servers,
@@ -351,8 +356,13 @@ def table(results):
                             f"({spawn_note(quiet)}) "
                             f"| {_x(ratio(spawn['max_gap'], quiet['max_gap']))} | - |")
     classes = [(c, "") for c in results.get("class") or []] \
-        + [(c, " (--compare-image)") for c in results.get("class_compare") or []]
+        + [(c, f" ({', '.join(results['args']['compare_set'])})")
+           for c in results.get("class_compare") or []]
     for c, label in classes:
+        if "hub" not in c or "raw" not in c:
+            rows.append(f"| class of {c['n']}{label} | not measured: "
+                        f"{(c.get('error') or '?').strip().splitlines()[-1][:200]} | | | |")
+            continue
         h, r = c["hub"], c["raw"]
         rows.append(f"| class of {c['n']}{label} logging in and starting at once, until all answer "
                     f"| {_s(h['all'])}, {h['failed']} failed; slowest `/hub/health` "
@@ -1302,35 +1312,55 @@ def measure_class(b, args):
         b.prepare_raw(raw_names)
         log(f"class of {n}: accounts signed up and approved in {time.monotonic() - t:.1f}s")
         row = {"n": n}
-        for side in ("hub", "raw"):
-            if side == "hub":
-                (done, why, streams), health = polled_health(b, lambda: class_start(b, hub_names))
-                slowest = max((s["max_gap"] for s in streams if s["max_gap"] is not None),
-                              default=None)
-            else:
-                done, health = polled_health(b, lambda: b.raw_start(raw_names, 0.25))
-                why, slowest = {k: "did not answer" for k, v in done.items() if v is None}, None
-            where = breakdown(b.swarm_times(list(done)), done)
-            times = [v for v in done.values() if v is not None]
-            row[side] = {"all": max(times) if times else None,
-                         "median": median(times), "failed": len(why),
-                         "why": sorted(set(why.values()))[:5],
-                         "health_max": max(health), "health_p95": p95(health),
-                         "progress_max": slowest, "swarm": where}
-            log(f"class of {n}, {side}: {len(times)} answered, last at "
-                f"{_s(row[side]['all'])}, {len(why)} failed {row[side]['why']}; "
-                f"/hub/health max {max(health):.3f}s; slowest progress gap {_s(slowest, 3)} "
-                f"(task created / running / answering: {where})")
-            if side == "hub":
-                b.hub_stop(hub_names)
-            else:
-                b.raw_stop(raw_names)
         out.append(row)
+        try:
+            measure_class_sides(b, args, n, hub_names, raw_names, row)
+        except Exception:
+            import traceback
+
+            row["error"] = traceback.format_exc()
+            log(f"class of {n} failed:\n{row['error']}")
+            break
     return out
 
 
-# the measures --compare-image repeats on a second deployment
-MEASURE_ONE = {"class": measure_class, "flood": measure_flood}
+def measure_class_sides(b, args, n, hub_names, raw_names, row):
+    """One class size: the hub's side, then raw swarm's, into `row`."""
+    for side in ("hub", "raw"):
+        if side == "hub":
+            (done, why, streams), health = polled_health(b, lambda: class_start(b, hub_names))
+            slowest = max((s["max_gap"] for s in streams if s["max_gap"] is not None),
+                          default=None)
+        else:
+            done, health = polled_health(b, lambda: b.raw_start(raw_names, 0.25))
+            why, slowest = {k: "did not answer" for k, v in done.items() if v is None}, None
+        where = breakdown(b.swarm_times(list(done)), done)
+        times = [v for v in done.values() if v is not None]
+        row[side] = {"all": max(times) if times else None,
+                     "median": median(times), "failed": len(why),
+                     "why": sorted(set(why.values()))[:5],
+                     "health_max": max(health), "health_p95": p95(health),
+                     "progress_max": slowest, "swarm": where}
+        log(f"class of {n}, {side}: {len(times)} answered, last at "
+            f"{_s(row[side]['all'])}, {len(why)} failed {row[side]['why']}; "
+            f"/hub/health max {max(health):.3f}s; slowest progress gap {_s(slowest, 3)} "
+            f"(task created / running / answering: {where})")
+        if side == "hub":
+            b.hub_stop(hub_names)
+        else:
+            b.raw_stop(raw_names)
+
+
+def guarded(measure, b, args):
+    """measure(b, args), or [] after logging why it failed: the run goes on
+    with the next measure and still prints what it has."""
+    import traceback
+
+    try:
+        return measure(b, args)
+    except Exception:
+        log(f"{measure.__name__} failed:\n{traceback.format_exc()}")
+        return []
 
 
 def image_sizes(project, base):
@@ -1388,10 +1418,9 @@ def main(argv=None):
                 results["login"] = measure_login(b, args)
             if "routes" in engine:
                 results["routes"] = measure_routes(b, args)
-            compared = [m for m in ("class", "flood") if m in engine]
-            for m in compared:
-                results[m] = MEASURE_ONE[m](b, args)
-            if compared and args.compare_image:
+            if "flood" in engine:
+                results["flood"] = measure_flood(b, args)
+            if "flood" in engine and args.compare_image:
                 log(f"redeploying with {args.compare_image} for the comparison")
                 b.swarm.cleanup()
                 own, b.args.project_image = b.args.project_image, args.compare_image
@@ -1401,10 +1430,21 @@ def main(argv=None):
                 # service, which is not the hub code compared, on ours
                 b.swarm.docker("service", "update", "--quiet", "--no-resolve-image",
                                "--image", own, b.swarm.DOCKER_API_SERVICE, timeout=300)
+                results["flood_compare"] = measure_flood(b, args)
+                b.args.project_image = own
                 if "class" in engine:
+                    b.swarm.cleanup()
+                    b.deploy()
                     b.take_template()
-                for m in compared:
-                    results[f"{m}_compare"] = MEASURE_ONE[m](b, args)
+            if "class" in engine:
+                results["class"] = guarded(measure_class, b, args)
+            if "class" in engine and args.compare_set:
+                log(f"redeploying with {' '.join(args.compare_set)} for the comparison")
+                b.swarm.cleanup()
+                b.args.set = args.set + args.compare_set
+                b.deploy()
+                b.take_template()
+                results["class_compare"] = guarded(measure_class, b, args)
         finally:
             log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
             try:

@@ -140,6 +140,8 @@ def test_progress_gaps_and_the_flood_and_class_rows():
         "flood": {"idle": [0.01, 0.02], "idle_spawn": quiet,
                   "floods": [{"n": 10, "seconds": 2.0, "failed": 0, "health_max": 0.05,
                               "health_p95": 0.04, "spawn": spawn}]},
+        "args": {"compare_set": ["X=1"]},
+        "class_compare": [{"n": 5, "hub": {"all": 1.0, "failed": 2, "health_max": 0.2, "progress_max": None}, "raw": {"all": 1.0, "failed": 0, "health_max": 0.1}}],
         "class": [{"n": 50, "hub": {"all": 60.0, "failed": 0, "health_max": 0.2,
                                     "progress_max": 3.0},
                    "raw": {"all": 50.0, "failed": 1, "health_max": 0.03}}],
@@ -148,3 +150,4 @@ def test_progress_gaps_and_the_flood_and_class_rows():
             "3 events) | hub idle 0.500 s (ready in 1.50 s, 3 events) | 2.50× |") in text
     assert "| 60.00 s, 0 failed; slowest `/hub/health` 0.200 s" in text
     assert "raw swarm 50.00 s, 1 failed; slowest `/hub/health` 0.030 s | 1.20× |" in text
+    assert "| class of 5 (X=1) logging in" in text
