@@ -1302,8 +1302,9 @@ def polled_health(b, work):
         return result, latencies.result()
 
 
-def measure_class(b, args):
-    out = []
+def measure_class(b, args, out=None, save=lambda: None):
+    """Each class size into `out` (returned), save() after each."""
+    out = [] if out is None else out
     for k, n in enumerate(args.class_sizes):
         hub_names = [f"cl{k}x{j:02d}" for j in range(n)]
         raw_names = [f"rc{k}x{j:02d}" for j in range(n)]
@@ -1321,6 +1322,8 @@ def measure_class(b, args):
             row["error"] = traceback.format_exc()
             log(f"class of {n} failed:\n{row['error']}")
             break
+        finally:
+            save()
     return out
 
 
@@ -1351,13 +1354,13 @@ def measure_class_sides(b, args, n, hub_names, raw_names, row):
             b.raw_stop(raw_names)
 
 
-def guarded(measure, b, args):
-    """measure(b, args), or [] after logging why it failed: the run goes on
-    with the next measure and still prints what it has."""
+def guarded(measure, b, args, *more):
+    """measure(b, args, *more), or [] after logging why it failed: the run
+    goes on with the next measure and still prints what it has."""
     import traceback
 
     try:
-        return measure(b, args)
+        return measure(b, args, *more)
     except Exception:
         log(f"{measure.__name__} failed:\n{traceback.format_exc()}")
         return []
@@ -1418,8 +1421,13 @@ def main(argv=None):
                 results["login"] = measure_login(b, args)
             if "routes" in engine:
                 results["routes"] = measure_routes(b, args)
+            def save():  # after each measure: a run stopped early keeps what it has
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
             if "flood" in engine:
                 results["flood"] = measure_flood(b, args)
+                save()
             if "flood" in engine and args.compare_image:
                 log(f"redeploying with {args.compare_image} for the comparison")
                 b.swarm.cleanup()
@@ -1431,20 +1439,23 @@ def main(argv=None):
                 b.swarm.docker("service", "update", "--quiet", "--no-resolve-image",
                                "--image", own, b.swarm.DOCKER_API_SERVICE, timeout=300)
                 results["flood_compare"] = measure_flood(b, args)
+                save()
                 b.args.project_image = own
                 if "class" in engine:
                     b.swarm.cleanup()
                     b.deploy()
                     b.take_template()
             if "class" in engine:
-                results["class"] = guarded(measure_class, b, args)
+                results["class"] = []
+                guarded(measure_class, b, args, results["class"], save)
             if "class" in engine and args.compare_set:
                 log(f"redeploying with {' '.join(args.compare_set)} for the comparison")
                 b.swarm.cleanup()
                 b.args.set = args.set + args.compare_set
                 b.deploy()
                 b.take_template()
-                results["class_compare"] = guarded(measure_class, b, args)
+                results["class_compare"] = []
+                guarded(measure_class, b, args, results["class_compare"], save)
         finally:
             log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
             try:
