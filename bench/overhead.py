@@ -301,9 +301,12 @@ def gaps(times):
 
 
 def spawn_note(spawn):
-    """'ready in 2.61 s, 5 events' of a watched spawn (watch_spawn)."""
+    """'first event 0.20 s, ready in 2.61 s, 5 events' of a watched spawn
+    (watch_spawn). The first event is what a stalled hub delays; the
+    slowest gap of a healthy one is the server's own start (the last)."""
     end = "ready" if spawn["ok"] else "FAILED"
-    return f"{end} in {spawn['took']:.2f} s, {len(spawn['events'])} events"
+    first = f"first event {spawn['times'][1]:.2f} s, " if len(spawn["times"]) > 1 else ""
+    return f"{first}{end} in {spawn['took']:.2f} s, {len(spawn['events'])} events"
 
 
 def table(results):

@@ -146,8 +146,9 @@ def test_progress_gaps_and_the_flood_and_class_rows():
                                     "progress_max": 3.0},
                    "raw": {"all": 50.0, "failed": 1, "health_max": 0.03}}],
     })
-    assert ("slowest progress event of a spawn meanwhile | 1.250 s (ready in 2.00 s, "
-            "3 events) | hub idle 0.500 s (ready in 1.50 s, 3 events) | 2.50× |") in text
+    assert ("slowest progress event of a spawn meanwhile | 1.250 s (first event 0.50 s, "
+            "ready in 2.00 s, 3 events) | hub idle 0.500 s (first event 0.50 s, ready in "
+            "1.50 s, 3 events) | 2.50× |") in text
     assert "| 60.00 s, 0 failed; slowest `/hub/health` 0.200 s" in text
     assert "raw swarm 50.00 s, 1 failed; slowest `/hub/health` 0.030 s | 1.20× |" in text
     assert "| class of 5 (X=1) logging in" in text
