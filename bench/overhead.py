@@ -73,6 +73,7 @@ tree as jupyterhub-swarm:bench (--no-build: use --project-image as is).
     .venv/bin/python bench/overhead.py                  # the full run (~15 min)
     .venv/bin/python bench/overhead.py --quick          # tiny N, one repetition
     .venv/bin/python bench/overhead.py --only single,image --reps 3
+    .venv/bin/python bench/overhead.py --only class --class 20,50 --compare-set SPAWNER_HTTP_TIMEOUT=30
 """
 
 import argparse
