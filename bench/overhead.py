@@ -1267,12 +1267,15 @@ def class_start(b, names):
             status = post_login(b, client, b.args.timeout, name)
             if status not in (302, 303):
                 return None, f"login: HTTP {status}", None
-            r = client.get("/hub/spawn", allow_redirects=False, timeout=b.args.timeout)
+            left = max(1, b.args.timeout - (time.monotonic() - start))
+            r = client.get("/hub/spawn", allow_redirects=False, timeout=left)
             if r.status_code not in (302, 303):
                 return None, f"GET /hub/spawn: HTTP {r.status_code}", None
         except b.requests.RequestException as e:
             return None, f"{e}", None
         left = b.args.timeout - (time.monotonic() - start)
+        if left <= 0:
+            return None, "login and spawn request took the whole --timeout", None
         watched = read_progress(b, name, start, left)
         if not watched["ok"]:
             return None, f"spawn: {(watched['events'] or ['no event'])[-1][:200]}", watched
