@@ -819,6 +819,9 @@ SPAWNER = [
      "SwarmUserSpawner.consecutive_failure_limit"),
     ("SPAWNER_POLL_INTERVAL", integer, 30, "SwarmUserSpawner.poll_interval"),
     ("SPAWNER_START_TIMEOUT", positive, 120, "SwarmUserSpawner.start_timeout"),
+    # JupyterHub's 30 s: a class starting at once on a small swarm is slower
+    # (docs/performance.md, "A class starting at once")
+    ("SPAWNER_HTTP_TIMEOUT", positive, 120, "SwarmUserSpawner.http_timeout"),
     ("SPAWNER_RESOURCE_WAIT", integer, 60, "SwarmUserSpawner.resource_wait"),
     # the stack file sets it ({{.Service.Name}})
     ("HUB_SERVICE_NAME", text, "", "SwarmUserSpawner.hub_name"),

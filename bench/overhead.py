@@ -32,7 +32,11 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
   flood    --flood N logins at once (N fresh sessions POSTing the admin's
            password together): logins per second, and the latency of
            `GET /hub/health` polled every 0.02 s meanwhile, against its
-           latency with the hub idle in the same deployment. With
+           latency with the hub idle in the same deployment; and one user's
+           spawn started with the flood, whose progress event stream
+           (`GET /hub/api/users/<u>/server/progress`) is read as the spawn
+           page reads it: the slowest gap between its events (the first gap
+           from the POST), against the same spawn with the hub idle. With
            --compare-image, the same on a second deployment of that image
            (e.g. the code before a change), in the same run.
   servers  --servers user servers running at once (default 100, started
@@ -44,6 +48,20 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            `/api/status` through it; and a hub restart with them all running
            (until all are routed; servers lost), all against the same with
            no server, in the same deployment.
+  class    --class N users (accounts signed up through NativeAuthenticator
+           and approved by the admin beforehand, each with a fresh browser
+           session that has loaded /hub/login) log in and start their server
+           at the same moment, as a browser does: POST /hub/login, GET
+           /hub/spawn, then the progress event stream until "ready", then
+           `/user/<u>/api/status` through the proxy until it answers. Time
+           until every server answers, failures (and why), the slowest
+           `/hub/health` meanwhile and the slowest gap between progress
+           events of any of the N streams; against raw swarm creating N
+           services from the hub's spec at once (as for burst), in the same
+           run, with `/hub/health` polled meanwhile too (the machine's load
+           without the hub's work). Order: hub, raw, per class size. With
+           --compare-set, the same on a second deployment with those
+           variables (e.g. an earlier default), in the same run.
 
 Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
 token, so both kinds of server check the token with the hub the same way.
@@ -64,6 +82,7 @@ tree as jupyterhub-swarm:bench (--no-build: use --project-image as is).
     .venv/bin/python bench/overhead.py                  # the full run (~15 min)
     .venv/bin/python bench/overhead.py --quick          # tiny N, one repetition
     .venv/bin/python bench/overhead.py --only single,image --reps 3
+    .venv/bin/python bench/overhead.py --only class --class 20,50 --compare-set SPAWNER_HTTP_TIMEOUT=30
 """
 
 import argparse
@@ -82,8 +101,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes", "servers")
-OPT_IN = ("flood", "routes", "servers")  # not in the default --only
+MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes", "class", "servers")
+OPT_IN = ("flood", "routes", "class", "servers")  # not in the default --only
 BENCH_IMAGE = "jupyterhub-swarm:bench"
 STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
 PASSWORD = "bench-Secret-pass"
@@ -181,6 +200,12 @@ def parse_args(argv):
                    help="logins timed (default: %(default)s)")
     p.add_argument("--flood", default="10,50",
                    help="comma-separated numbers of logins at once (default: %(default)s)")
+    p.add_argument("--class", dest="class_sizes", default="50",
+                   help="class: comma-separated numbers of users starting at once "
+                   "(default: %(default)s)")
+    p.add_argument("--compare-set", action="append", default=[], metavar="VAR=VALUE",
+                   help="class: also measure a deployment of the project image with "
+                   "this variable (repeatable; e.g. an earlier default), in the same run")
     p.add_argument("--compare-image", default=None, metavar="TAG",
                    help="flood: also measure a deployment of this hub image (built "
                    "beforehand, e.g. from an older commit), in the same run")
@@ -222,22 +247,25 @@ def parse_args(argv):
         args.reps, args.burst, args.burst_reps, args.logins = 1, 2, 1, 3
         args.flood = "3"
         args.route_servers, args.route_window, args.route_settle = 2, 10, 5
+        args.class_sizes = "2"
         args.servers = 2
-    try:
-        args.flood = [int(n) for n in args.flood.split(",") if n.strip()]
-    except ValueError:
-        p.error(f"--flood {args.flood!r}: expected numbers separated by ','")
+    for option in ("flood", "class_sizes"):
+        text = getattr(args, option)
+        try:
+            setattr(args, option, [int(n) for n in text.split(",") if n.strip()])
+        except ValueError:
+            p.error(f"--{option.replace('_sizes', '')} {text!r}: expected numbers separated by ','")
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(args.only) - set(MEASURES))
     if unknown:
         p.error(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
     if "restart" in args.only and "burst" not in args.only:
         p.error("restart measures with the burst's servers running: add burst to --only")
-    for item in args.set:
+    for item in args.set + args.compare_set:
         if "=" not in item:
             p.error(f"--set {item!r}: expected VAR=VALUE")
     if min(args.reps, args.burst, args.burst_reps, args.logins, args.route_servers,
-            args.route_batch, args.servers) < 1 \
+            args.route_batch, args.servers, *args.class_sizes, *args.flood) < 1 \
             or args.route_window <= 0:
         p.error("counts must be at least 1")
     return args
@@ -277,6 +305,20 @@ def _x(value):
 
 def _runs(values):
     return ", ".join(f"{v:.2f}" for v in values) if values else "-"
+
+
+def gaps(times):
+    """The gaps between consecutive times (seconds)."""
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def spawn_note(spawn):
+    """'first event 0.20 s, ready in 2.61 s, 5 events' of a watched spawn
+    (watch_spawn). The first event is what a stalled hub delays; the
+    slowest gap of a healthy one is the server's own start (the last)."""
+    end = "ready" if spawn["ok"] else "FAILED"
+    first = f"first event {spawn['times'][1]:.2f} s, " if len(spawn["times"]) > 1 else ""
+    return f"{first}{end} in {spawn['took']:.2f} s, {len(spawn['events'])} events"
 
 
 def table(results):
@@ -321,6 +363,28 @@ def table(results):
                         f"{f['n'] / f['seconds']:.1f} logins/s, {f['failed']} failed "
                         f"| idle {_s(idle, 3)} | {_x(ratio(f['health_max'], idle))} "
                         f"| ≤ 0.25 s, 0 failed |")
+            spawn, quiet = f.get("spawn"), flood.get("idle_spawn")
+            if spawn and quiet:
+                rows.append(f"| {f['n']} logins at once ({label}): slowest progress event "
+                            f"of a spawn meanwhile | {_s(spawn['max_gap'], 3)} "
+                            f"({spawn_note(spawn)}) | hub idle {_s(quiet['max_gap'], 3)} "
+                            f"({spawn_note(quiet)}) "
+                            f"| {_x(ratio(spawn['max_gap'], quiet['max_gap']))} | - |")
+    classes = [(c, "") for c in results.get("class") or []] \
+        + [(c, f" ({', '.join(results['args']['compare_set'])})")
+           for c in results.get("class_compare") or []]
+    for c, label in classes:
+        if "hub" not in c or "raw" not in c:
+            rows.append(f"| class of {c['n']}{label} | not measured: "
+                        f"{(c.get('error') or '?').strip().splitlines()[-1][:200]} | | | |")
+            continue
+        h, r = c["hub"], c["raw"]
+        rows.append(f"| class of {c['n']}{label} logging in and starting at once, until all answer "
+                    f"| {_s(h['all'])}, {h['failed']} failed; slowest `/hub/health` "
+                    f"{_s(h['health_max'], 3)}, slowest progress event "
+                    f"{_s(h['progress_max'], 3)} | raw swarm {_s(r['all'])}, {r['failed']} "
+                    f"failed; slowest `/hub/health` {_s(r['health_max'], 3)} "
+                    f"| {_x(ratio(h['all'], r['all']))} | ≤ 1.2×, 0 failed, ≤ 0.25 s |")
     lines = rows + [""] if len(rows) > 2 else []  # none of those measures: no empty table
     if single:
         lines.append(f"- single, hub: {_runs(single['hub'])}; raw: {_runs(single['raw'])}")
@@ -480,7 +544,8 @@ class Bench:
         self.token = None
         self.template = None  # the hub-made service spec of TEMPLATE_USER
         self.raw_tokens = {}
-        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers, args.route_batch))
+        self.pool = ThreadPoolExecutor(max(8, args.burst, args.route_servers, args.route_batch,
+                                           *args.class_sizes))
         self.local = threading.local()
 
     # HTTP sessions: one per thread (requests.Session is not thread-safe)
@@ -493,12 +558,13 @@ class Bench:
 
     def hub_api(self, method, path, **kw):
         kw.setdefault("timeout", 30)
-        headers = {"Authorization": f"token {self.token}"}
+        headers = {**kw.pop("headers", {}), "Authorization": f"token {self.token}"}
         return self.http().request(method, self.base + "/hub/api" + path, headers=headers, **kw)
 
     def deploy(self):
         env = dict(SETTINGS)
-        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst, self.args.route_servers))
+        env["HUB_CONCURRENT_SPAWN_LIMIT"] = str(max(20, self.args.burst, self.args.route_servers,
+                                                    *self.args.class_sizes))
         if "servers" in self.args.only:
             env["HUB_ACTIVE_SERVER_LIMIT"] = str(max(100, self.args.servers))
         env["AUTH_ADMIN_PASSWORD"] = PASSWORD
@@ -527,6 +593,7 @@ class Bench:
                       json={"note": "bench/overhead.py", "expires_in": 86400})
         r.raise_for_status()
         self.token = r.json()["token"]
+        self.admin = admin
         self.start_prober()
 
     def start_prober(self):
@@ -1136,10 +1203,10 @@ def login_page(b):
     return client
 
 
-def post_login(b, client, timeout):
-    """POST the admin's name and password as the login form does: the status."""
+def post_login(b, client, timeout, name=None):
+    """POST the name (the admin's) and password as the login form does: the status."""
     return client.session.post(client.url("/hub/login"), allow_redirects=False,
-                               timeout=timeout, data={"username": b.e2e.ADMIN,
+                               timeout=timeout, data={"username": name or b.e2e.ADMIN,
                                                       "password": PASSWORD,
                                                       "_xsrf": client.hub_xsrf()}).status_code
 
@@ -1187,28 +1254,243 @@ def measure_flood(b, args):
             return result, latencies.result()
 
     _, idle = polled(lambda: time.sleep(3))
+    spawner = "floodspawn"
+    b.create_users([spawner])
+    quiet = watch_spawn(b, spawner)
+    b.hub_stop([spawner])
+    log(f"spawn with the hub idle: slowest progress gap {_s(quiet['max_gap'], 3)} "
+        f"({spawn_note(quiet)})")
     floods = []
     for n in args.flood:
         clients = [login_page(b) for _ in range(n)]
-        together = threading.Barrier(n)
+        together = threading.Barrier(n + 1)  # the logins and the spawn
 
         def login(client):
             together.wait()
             return post_login(b, client, 120)
 
+        def spawn():
+            together.wait()
+            return watch_spawn(b, spawner)
+
         def flood():
-            with ThreadPoolExecutor(n) as pool:
+            with ThreadPoolExecutor(n + 1) as pool:
+                watched = pool.submit(spawn)
                 t0 = time.monotonic()
                 codes = list(pool.map(login, clients))
-                return codes, time.monotonic() - t0
+                took = time.monotonic() - t0
+                return codes, took, watched.result()
 
-        (codes, took), latencies = polled(flood)
+        (codes, took, spawned), latencies = polled(flood)
+        b.hub_stop([spawner])
         failed = sum(1 for c in codes if c not in (302, 303))
         floods.append({"n": n, "seconds": took, "failed": failed,
-                       "health_max": max(latencies), "health_p95": p95(latencies)})
+                       "health_max": max(latencies), "health_p95": p95(latencies),
+                       "spawn": spawned})
         log(f"flood of {n}: {took:.2f}s, {failed} failed, /hub/health max "
-            f"{max(latencies):.3f}s (idle max {max(idle):.3f}s)")
-    return {"idle": idle, "floods": floods}
+            f"{max(latencies):.3f}s (idle max {max(idle):.3f}s); slowest progress gap "
+            f"{_s(spawned['max_gap'], 3)} ({spawn_note(spawned)}; "
+            f"idle {_s(quiet['max_gap'], 3)})")
+    return {"idle": idle, "idle_spawn": quiet, "floods": floods}
+
+
+def watch_spawn(b, name, timeout=None):
+    """Start `name`'s server (POST /hub/api/users/<name>/server) and read
+    its progress event stream as the spawn page does: opened once the hub
+    reports the spawn pending (or the POST has returned: a spawn that
+    ended within it), read until a ready or failed event. Returns the
+    events, the times (seconds from the POST) they arrived, the gaps
+    between POST, events and the end, and the slowest gap."""
+    timeout = timeout or b.args.timeout
+    answer = {}
+
+    def post():
+        try:
+            answer["status"] = b.hub_api("POST", f"/users/{name}/server",
+                                         timeout=timeout).status_code
+        except b.requests.RequestException as e:
+            answer["status"] = f"{e}"
+
+    t0 = time.monotonic()
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    while "status" not in answer and time.monotonic() - t0 < timeout:
+        try:
+            model = b.hub_api("GET", f"/users/{name}").json()
+            if model.get("pending") == "spawn" or model.get("servers", {}).get(""):
+                break
+        except (b.requests.RequestException, ValueError):
+            pass
+        time.sleep(0.05)
+    watched = read_progress(b, name, t0, timeout)
+    poster.join(timeout)
+    watched["post"] = answer.get("status")
+    return watched
+
+
+def read_progress(b, name, t0, timeout):
+    """Read `name`'s progress event stream (with the admin's token) until a
+    ready or failed event: the event messages, the times (seconds since t0;
+    the first is t0 itself) they arrived, their gaps and the slowest."""
+    events, times, ok = [], [0.0], False
+    try:
+        with b.hub_api("GET", f"/users/{name}/server/progress", stream=True,
+                       headers={"Accept": "text/event-stream"},
+                       timeout=(10, timeout)) as r:
+            if r.status_code != 200:
+                events.append(f"HTTP {r.status_code} {r.text[:200]}")
+            # chunk_size None: each chunk as it arrives (the default, 512,
+            # waits for 512 bytes and so holds events back)
+            lines = r.iter_lines(chunk_size=None, decode_unicode=True)
+            for line in lines if r.status_code == 200 else ():
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    times.append(time.monotonic() - t0)
+                    events.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        ok = bool(event.get("ready"))
+                        break
+    except b.requests.RequestException as e:
+        events.append(f"(event stream: {e})")
+    return {"events": events, "times": times, "gaps": gaps(times),
+            "max_gap": max(gaps(times), default=None),
+            "took": times[-1], "ok": ok}
+
+
+def class_accounts(b, names):
+    """NativeAuthenticator accounts for `names`: signed up through
+    /hub/signup and approved by the admin (the Authorize Users page's
+    button), as a teacher prepares a class."""
+    def signup(name):
+        b.deployment.client().signup(name, PASSWORD)
+
+    with ThreadPoolExecutor(2) as pool:  # bcrypt: one hash per signup
+        list(pool.map(signup, names))
+    for name in names:
+        b.admin.authorize(name)
+
+
+def class_start(b, names):
+    """`names` log in and start at the same moment, each as a browser does
+    (see the module's docstring). Returns ({name: seconds until its server
+    answered through the proxy, or None}, {name: why it failed},
+    [progress stream of each])."""
+    clients = {n: login_page(b) for n in names}
+    together = threading.Barrier(len(names) + 1)
+    t0 = {}
+
+    def one(name):
+        client = clients[name]
+        together.wait()
+        start = t0["t"]
+        try:
+            status = post_login(b, client, b.args.timeout, name)
+            if status not in (302, 303):
+                return None, f"login: HTTP {status}", None
+            left = max(1, b.args.timeout - (time.monotonic() - start))
+            r = client.get("/hub/spawn", allow_redirects=False, timeout=left)
+            if r.status_code not in (302, 303):
+                return None, f"GET /hub/spawn: HTTP {r.status_code}", None
+        except b.requests.RequestException as e:
+            return None, f"{e}", None
+        left = b.args.timeout - (time.monotonic() - start)
+        if left <= 0:
+            return None, "login and spawn request took the whole --timeout", None
+        watched = read_progress(b, name, start, left)
+        if not watched["ok"]:
+            return None, f"spawn: {(watched['events'] or ['no event'])[-1][:200]}", watched
+        while time.monotonic() - start < b.args.timeout:
+            if b.probe_proxy(name):
+                return time.monotonic() - start, None, watched
+            time.sleep(0.25)
+        return None, "ready, but not answering through the proxy", watched
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = {n: pool.submit(one, n) for n in names}
+        t0["t"] = time.monotonic()
+        b.t0_wall = time.time()
+        together.wait()
+        out = {n: f.result() for n, f in futures.items()}
+    done = {n: r[0] for n, r in out.items()}
+    why = {n: r[1] for n, r in out.items() if r[1]}
+    return done, why, [r[2] for r in out.values() if r[2]]
+
+
+def polled_health(b, work):
+    """Run work() while polling /hub/health (health_latencies): (its result,
+    the latencies)."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as one:
+        latencies = one.submit(health_latencies, b, stop)
+        try:
+            result = work()
+        finally:
+            stop.set()
+        return result, latencies.result()
+
+
+def measure_class(b, args, out=None, save=lambda: None):
+    """Each class size into `out` (returned), save() after each."""
+    out = [] if out is None else out
+    for k, n in enumerate(args.class_sizes):
+        hub_names = [f"cl{k}x{j:02d}" for j in range(n)]
+        raw_names = [f"rc{k}x{j:02d}" for j in range(n)]
+        t = time.monotonic()
+        class_accounts(b, hub_names)
+        b.prepare_raw(raw_names)
+        log(f"class of {n}: accounts signed up and approved in {time.monotonic() - t:.1f}s")
+        row = {"n": n}
+        out.append(row)
+        try:
+            measure_class_sides(b, args, n, hub_names, raw_names, row)
+        except Exception:
+            import traceback
+
+            row["error"] = traceback.format_exc()
+            log(f"class of {n} failed:\n{row['error']}")
+            break
+        finally:
+            save()
+    return out
+
+
+def measure_class_sides(b, args, n, hub_names, raw_names, row):
+    """One class size: the hub's side, then raw swarm's, into `row`."""
+    for side in ("hub", "raw"):
+        if side == "hub":
+            (done, why, streams), health = polled_health(b, lambda: class_start(b, hub_names))
+            slowest = max((s["max_gap"] for s in streams if s["max_gap"] is not None),
+                          default=None)
+        else:
+            done, health = polled_health(b, lambda: b.raw_start(raw_names, 0.25))
+            why, slowest = {k: "did not answer" for k, v in done.items() if v is None}, None
+        where = breakdown(b.swarm_times(list(done)), done)
+        times = [v for v in done.values() if v is not None]
+        row[side] = {"all": max(times) if times else None,
+                     "median": median(times), "failed": len(why),
+                     "why": sorted(set(why.values()))[:5],
+                     "health_max": max(health), "health_p95": p95(health),
+                     "progress_max": slowest, "swarm": where}
+        log(f"class of {n}, {side}: {len(times)} answered, last at "
+            f"{_s(row[side]['all'])}, {len(why)} failed {row[side]['why']}; "
+            f"/hub/health max {max(health):.3f}s; slowest progress gap {_s(slowest, 3)} "
+            f"(task created / running / answering: {where})")
+        if side == "hub":
+            b.hub_stop(hub_names)
+        else:
+            b.raw_stop(raw_names)
+
+
+def guarded(measure, b, args, *more):
+    """measure(b, args, *more), or [] after logging why it failed: the run
+    goes on with the next measure and still prints what it has."""
+    import traceback
+
+    try:
+        return measure(b, args, *more)
+    except Exception:
+        log(f"{measure.__name__} failed:\n{traceback.format_exc()}")
+        return []
 
 
 def image_sizes(project, base):
@@ -1253,7 +1535,7 @@ def main(argv=None):
         started = time.monotonic()
         try:
             b.deploy()
-            if "single" in engine or "burst" in engine:
+            if {"single", "burst", "class"} & set(engine):
                 b.take_template()
             if "single" in engine:
                 results["single"] = measure_single(b, args)
@@ -1266,16 +1548,44 @@ def main(argv=None):
                 results["login"] = measure_login(b, args)
             if "routes" in engine:
                 results["routes"] = measure_routes(b, args)
+            def save():  # after each measure: a run stopped early keeps what it has
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
             if "servers" in engine:
                 results["servers"] = measure_servers(b, args)
+                save()
             if "flood" in engine:
                 results["flood"] = measure_flood(b, args)
-                if args.compare_image:
-                    log(f"redeploying with {args.compare_image} for the comparison")
+                save()
+            if "flood" in engine and args.compare_image:
+                log(f"redeploying with {args.compare_image} for the comparison")
+                b.swarm.cleanup()
+                own, b.args.project_image = b.args.project_image, args.compare_image
+                b.deploy()
+                # the stack's docker-api service (HAProxy) runs the hub's
+                # image; an image from before it has no HAProxy: keep that
+                # service, which is not the hub code compared, on ours
+                b.swarm.docker("service", "update", "--quiet", "--no-resolve-image",
+                               "--image", own, b.swarm.DOCKER_API_SERVICE, timeout=300)
+                results["flood_compare"] = measure_flood(b, args)
+                save()
+                b.args.project_image = own
+                if "class" in engine:
                     b.swarm.cleanup()
-                    b.args.project_image = args.compare_image
                     b.deploy()
-                    results["flood_compare"] = measure_flood(b, args)
+                    b.take_template()
+            if "class" in engine:
+                results["class"] = []
+                guarded(measure_class, b, args, results["class"], save)
+            if "class" in engine and args.compare_set:
+                log(f"redeploying with {' '.join(args.compare_set)} for the comparison")
+                b.swarm.cleanup()
+                b.args.set = args.set + args.compare_set
+                b.deploy()
+                b.take_template()
+                results["class_compare"] = []
+                guarded(measure_class, b, args, results["class_compare"], save)
         finally:
             log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
             try:

@@ -146,3 +146,37 @@ def test_container_rss_sums_the_cgroups_processes(tmp_path):
                    if line.startswith("VmRSS:"))) * 1024
     total = load().container_rss(tmp_path)
     assert own * 0.5 < total < own * 2  # this process; the ended one counts nothing
+
+
+def test_class_is_opt_in_and_takes_sizes():
+    bench = load()
+    assert "class" not in bench.parse_args([]).only
+    args = bench.parse_args(["--only", "class", "--class", "20,35,50"])
+    assert args.only == ["class"] and args.class_sizes == [20, 35, 50]
+    assert bench.parse_args(["--quick", "--only", "class"]).class_sizes == [2]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--class", "0"])
+
+
+def test_progress_gaps_and_the_flood_and_class_rows():
+    bench = load()
+    assert bench.gaps([0.0, 0.5, 0.75, 2.0]) == [0.5, 0.25, 1.25]
+    spawn = {"events": ["a", "b", "c"], "times": [0.0, 0.5, 0.75, 2.0], "max_gap": 1.25,
+             "took": 2.0, "ok": True}
+    quiet = dict(spawn, max_gap=0.5, took=1.5)
+    text = bench.table({
+        "flood": {"idle": [0.01, 0.02], "idle_spawn": quiet,
+                  "floods": [{"n": 10, "seconds": 2.0, "failed": 0, "health_max": 0.05,
+                              "health_p95": 0.04, "spawn": spawn}]},
+        "args": {"compare_set": ["X=1"]},
+        "class_compare": [{"n": 5, "hub": {"all": 1.0, "failed": 2, "health_max": 0.2, "progress_max": None}, "raw": {"all": 1.0, "failed": 0, "health_max": 0.1}}],
+        "class": [{"n": 50, "hub": {"all": 60.0, "failed": 0, "health_max": 0.2,
+                                    "progress_max": 3.0},
+                   "raw": {"all": 50.0, "failed": 1, "health_max": 0.03}}],
+    })
+    assert ("slowest progress event of a spawn meanwhile | 1.250 s (first event 0.50 s, "
+            "ready in 2.00 s, 3 events) | hub idle 0.500 s (first event 0.50 s, ready in "
+            "1.50 s, 3 events) | 2.50× |") in text
+    assert "| 60.00 s, 0 failed; slowest `/hub/health` 0.200 s" in text
+    assert "raw swarm 50.00 s, 1 failed; slowest `/hub/health` 0.030 s | 1.20× |" in text
+    assert "| class of 5 (X=1) logging in" in text
