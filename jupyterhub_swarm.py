@@ -1769,8 +1769,9 @@ class Prepuller:
                 self.done.setdefault(image, {}).update({n: (False, now) for n in expected})
                 continue
             self.jobs[image] = PullJob(created["ID"], spec["name"], expected, time.monotonic())
-            self.log.info("Pre-pull: job %s pulls %s on %s", spec["name"], image,
-                          ", ".join(sorted(map(self.hostname, expected))))
+            self.log.info("Pre-pull: global job %s pulls %s on %s (constraints: %s)",
+                          spec["name"], image, ", ".join(sorted(map(self.hostname, expected))),
+                          ", ".join(constraints) or "none")
 
     async def check_jobs(self):
         """Look at the jobs in flight; remove the finished ones. True when
