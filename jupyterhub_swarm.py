@@ -707,8 +707,9 @@ class SwarmUserSpawner(SwarmSpawner):
 
     prepull = Bool(True, config=True, help="""
         Keep the images of the servers (the default image, every suffix
-        rule's and profile's) on every node that may run them: a swarm
-        global job per image at hub start and when a node joins (Prepuller).
+        rule's and profile's) on every node that may run them: a global
+        service running `true` once per node, per image, at hub start and
+        when a node joins (Prepuller).
         Off with pull_policy never or skip. (SPAWNER_PREPULL)""")
     prepull_interval = Integer(60, config=True, help="""
         Seconds between the pre-puller's looks at the swarm's nodes.""")
@@ -1418,10 +1419,14 @@ async def remove_leftovers(app, hub_name, log, client=None):
 # --------------------------------------------------------------------------
 # Pre-pulling the notebook images on every node that may run them
 # --------------------------------------------------------------------------
-# One swarm global job per image (Docker API 1.41): a task on every node the
-# image's servers may run on, which pulls the image and runs `true`. Swarm's
-# agent pulls a tag every time it prepares a task (and uses the node's copy
-# when the registry cannot be reached), as it does for the servers.
+# One global swarm service per image, with restart condition none: a task on
+# every node the image's servers may run on, which pulls the image, runs
+# `true` and is not started again. Swarm's agent pulls a tag every time it
+# prepares a task (and uses the node's copy when the registry cannot be
+# reached), as it does for the servers. Not a global *job* (ServiceMode
+# GlobalJob, API 1.41): removing a job leaves its tasks in swarm and their
+# exited containers on every node, on Docker 20.10 (moby/moby#44312, #42789);
+# removing a plain service removes both.
 
 PREPULL_LABEL = "jupyterhub-swarm.prepull"  # on pre-pull jobs: the image they pull
 # "--" occurs in a user server's service name only in a shortened one, which
@@ -1662,7 +1667,8 @@ def stale_jobs(services, hub_name, names):
 
 
 def prepull_spec(image, constraints, platforms, hub_name):
-    """create_service's arguments for the job pulling `image`."""
+    """create_service's arguments for the job pulling `image`: a global
+    service whose tasks run once (restart condition none)."""
     from docker.types import ContainerSpec, Placement as DockerPlacement, Resources, \
         ServiceMode, TaskTemplate
 
@@ -1677,7 +1683,7 @@ def prepull_spec(image, constraints, platforms, hub_name):
         placement=DockerPlacement(constraints=list(constraints) or None,
                                   platforms=list(platforms) or None))
     return {"task_template": template, "name": prepull_job_name(hub_name, image),
-            "labels": labels, "mode": ServiceMode("global-job")}
+            "labels": labels, "mode": ServiceMode("global")}
 
 
 @dataclass
@@ -1769,7 +1775,7 @@ class Prepuller:
                 self.done.setdefault(image, {}).update({n: (False, now) for n in expected})
                 continue
             self.jobs[image] = PullJob(created["ID"], spec["name"], expected, time.monotonic())
-            self.log.info("Pre-pull: global job %s pulls %s on %s (constraints: %s)",
+            self.log.info("Pre-pull: job %s (a global service) pulls %s on %s (constraints: %s)",
                           spec["name"], image, ", ".join(sorted(map(self.hostname, expected))),
                           ", ".join(constraints) or "none")
 
