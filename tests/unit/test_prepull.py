@@ -189,7 +189,7 @@ def test_an_image_of_several_rules_goes_to_the_union_of_their_nodes():
 def test_the_job_is_a_labelled_global_service_running_true_once_with_tiny_limits():
     spec = prepull_spec("nb:cuda", ["node.labels.calculation_type==gpu", "node.id!=n8"],
                         (("amd64", "linux"),), "jhub_jupyterhub")
-    assert spec["mode"] == {"Global": {}}  # not a job: moby/moby#44312
+    assert spec["mode"] == {"global": {}}  # docker-py spells it so; not a job: moby/moby#44312
     assert spec["labels"] == {PREPULL_LABEL: "nb:cuda", HUB_LABEL: "jhub_jupyterhub"}
     assert spec["name"] == prepull_job_name("jhub_jupyterhub", "nb:cuda")
     template = spec["task_template"]
