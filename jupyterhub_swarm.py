@@ -1713,6 +1713,7 @@ class Prepuller:
         self.jobs = {}  # image -> PullJob
         self.hostnames = {}  # node ID -> hostname
         self._failing = False
+        self._nowhere = ()  # the images no ready node may run, as last said
 
     def call(self, method, *args, **kwargs):
         if self._client is None:
@@ -1762,6 +1763,12 @@ class Prepuller:
         self.hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname", n["ID"][:12])
                           for n in nodes}
         wanted = images_wanted(self.targets, nodes, self.platforms)
+        nowhere = tuple(i for i in dict.fromkeys(t.image for t in self.targets) if i not in wanted)
+        if nowhere != self._nowhere:  # said when it changes, not at every look
+            self._nowhere = nowhere
+            if nowhere:
+                self.log.info("Pre-pull: no ready node may run %s now (their constraints, "
+                              "platforms or GPUs): not pulled", ", ".join(nowhere))
         for image, expected in to_pull(wanted, self.done, self.jobs, time.monotonic(),
                                        self.retry).items():
             constraints = job_constraints(image, self.targets, nodes, self.platforms)

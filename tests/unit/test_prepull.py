@@ -402,3 +402,16 @@ def test_a_missing_image_is_said_once_and_not_tried_again_in_a_loop():
     assert engine.created == [prepull_job_name("hub", "nb:gone")] and not engine.jobs
     failures = [line for level, line in log.lines if level == "warning"]
     assert failures == ["could not pre-pull nb:gone on manager1: No such image: nb:gone"]
+
+
+def test_an_image_no_node_may_run_is_said_once_not_at_every_look():
+    engine = FakeEngine([MANAGER, CPU])
+    log = Log()
+    prepuller = Prepuller((PullTarget("nb:1"), PullTarget("nb:cuda", (), 1)), (), "hub", log,
+                          engine)
+    asyncio.run(rounds(prepuller, 2))
+    asyncio.run(prepuller.start_jobs())
+    said = [line for _, line in log.lines if "no ready node may run" in line]
+    assert said == ["Pre-pull: no ready node may run nb:cuda now (their constraints, "
+                    "platforms or GPUs): not pulled"]
+    assert prepull_job_name("hub", "nb:cuda") not in engine.created
