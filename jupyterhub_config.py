@@ -805,6 +805,7 @@ SPAWNER = [
      "jupyter/base-notebook:notebook-6.5.4", "SwarmUserSpawner.image"),
     ("SPAWNER_PULL_POLICY", one_of("ifnotpresent", "always", "never", "skip"), "ifnotpresent",
      "SwarmUserSpawner.pull_policy"),
+    ("SPAWNER_PREPULL", boolean, True, "SwarmUserSpawner.prepull"),
     ("SPAWNER_NETWORK_NAME", required("the overlay network user servers join"), None,
      "SwarmUserSpawner.network_name"),
     ("SPAWNER_NOTEBOOK_DIR", text, "/home/jovyan/work", "SwarmUserSpawner.notebook_dir"),

@@ -198,6 +198,12 @@ def plan_for_user(username, image, constraints, gpu, suffix_rules, profile=None)
     rule = suffix_rules.get(user_suffix(username) or "")
     if rule is None and profile is not None:
         rule = profile.rule
+    return rule_plan(image, constraints, gpu, rule)
+
+
+def rule_plan(image, constraints, gpu, rule):
+    """The plan of a server that `rule` (a SuffixRule, or None: the plain
+    settings) applies to."""
     if rule is None:
         return UserPlan(image, tuple(constraints), gpu)
     extra = tuple(c for c in rule.constraints if c not in constraints)
@@ -698,6 +704,15 @@ class SwarmUserSpawner(SwarmSpawner):
         it in the label jupyterhub-swarm.hub, and at start the hub removes
         those it no longer owns (left by a hub that died mid-spawn). Empty:
         no label, no removal. (HUB_SERVICE_NAME)""")
+
+    prepull = Bool(True, config=True, help="""
+        Keep the images of the servers (the default image, every suffix
+        rule's and profile's) on every node that may run them: a global
+        service running `true` once per node, per image, at hub start and
+        when a node joins (Prepuller).
+        Off with pull_policy never or skip. (SPAWNER_PREPULL)""")
+    prepull_interval = Integer(60, config=True, help="""
+        Seconds between the pre-puller's looks at the swarm's nodes.""")
 
     # Per-spawn state, made anew by start() (and create_certs with TLS).
     engine_wait = Integer(60, config=True, help="""
@@ -1349,7 +1364,9 @@ def find_leftovers(services, secrets_, owned):
     takes docker's service and secret lists. Returns (services, secrets) as
     [(id, name)]."""
     services = [(s["ID"], s["Spec"]["Name"]) for s in services
-                if s["Spec"]["Name"] not in owned]
+                if s["Spec"]["Name"] not in owned
+                # the pre-puller's jobs: it removes its own (Prepuller)
+                and PREPULL_LABEL not in (s["Spec"].get("Labels") or {})]
     secrets_ = [(s["ID"], s["Spec"]["Name"]) for s in secrets_
                 if s["Spec"].get("Labels", {}).get(SwarmUserSpawner.SSL_LABEL) not in owned]
     return services, secrets_
@@ -1399,6 +1416,433 @@ async def remove_leftovers(app, hub_name, log, client=None):
     return removed
 
 
+# --------------------------------------------------------------------------
+# Pre-pulling the notebook images on every node that may run them
+# --------------------------------------------------------------------------
+# One global swarm service per image, with restart condition none: a task on
+# every node the image's servers may run on, which pulls the image, runs
+# `true` and is not started again. Swarm's agent pulls a tag every time it
+# prepares a task (and uses the node's copy when the registry cannot be
+# reached), as it does for the servers. Not a global *job* (ServiceMode
+# GlobalJob, API 1.41): removing a job leaves its tasks in swarm and their
+# exited containers on every node, on Docker 20.10 (moby/moby#44312, #42789);
+# removing a plain service removes both.
+
+PREPULL_LABEL = "jupyterhub-swarm.prepull"  # on pre-pull jobs: the image they pull
+# "--" occurs in a user server's service name only in a shortened one, which
+# is 63 characters long (service_name): this prefix and 12 hex digits (29
+# characters) is never a user server's name, and still starts with "jupyter-".
+PREPULL_PREFIX = "jupyter-prepull" + SHORTENED_MARK
+PREPULL_COMMAND = ["true"]  # in the image: exits 0 without starting Jupyter
+PREPULL_CPU = 10**7  # 0.01 CPU, a limit: a job reserves nothing
+PREPULL_MEMORY = 6 * 1024**2  # dockerd's least memory limit
+GPU_KIND = "NVIDIA-GPU"  # the generic resource counted GPUs reserve (_start)
+
+
+@dataclass(frozen=True)
+class PullTarget:
+    """An image and where its servers may run: their constraints (swarm's
+    spelling) and the counted GPUs they reserve (only nodes that have that
+    many run them)."""
+
+    image: str
+    constraints: tuple = ()
+    gpus: int = 0
+
+
+def pull_targets(image, constraints, gpu, suffix_rules, profiles):
+    """The PullTargets of every server the configuration can make: the
+    plain settings', each suffix rule's and each profile's, in that order,
+    each once."""
+    rules = [None] + list(suffix_rules.values()) + [p.rule for p in profiles]
+    targets = []
+    for rule in rules:
+        plan = rule_plan(image, constraints, gpu, rule)
+        target = PullTarget(plan.image, plan.constraints, plan.gpu.count)
+        if target not in targets:
+            targets.append(target)
+    return tuple(targets)
+
+
+def _constraint_parts(constraint):
+    for op in ("==", "!="):
+        if op in constraint:
+            key, value = constraint.split(op, 1)
+            return key.strip(), op, value.strip()
+    return constraint.strip(), "==", ""
+
+
+def _node_ip_matches(address, value):
+    try:
+        node_ip = ipaddress.ip_address(address)
+        if "/" in value:
+            return node_ip in ipaddress.ip_network(value, strict=False)
+        return node_ip == ipaddress.ip_address(value)
+    except ValueError:
+        return False
+
+
+def node_matches(node, constraints):
+    """Does swarm's node document match every constraint? As swarmkit's
+    manager/constraint NodeMatches: values compared ignoring case, label
+    names as written, a missing label is "", node.ip an address or a
+    subnet, an unknown key matches no node."""
+    desc, spec = node.get("Description") or {}, node.get("Spec") or {}
+    platform = desc.get("Platform") or {}
+    for constraint in constraints:
+        key, op, value = _constraint_parts(constraint)
+        lowered = key.lower()
+        if lowered == "node.ip":
+            found = _node_ip_matches((node.get("Status") or {}).get("Addr", ""), value)
+        else:
+            if lowered == "node.id":
+                actual = node.get("ID", "")
+            elif lowered == "node.hostname":
+                actual = desc.get("Hostname", "")
+            elif lowered == "node.role":
+                actual = spec.get("Role", "")
+            elif lowered == "node.platform.os":
+                actual = platform.get("OS", "")
+            elif lowered == "node.platform.arch":
+                actual = platform.get("Architecture", "")
+            elif lowered.startswith("node.labels."):
+                actual = (spec.get("Labels") or {}).get(key[len("node.labels."):], "")
+            elif lowered.startswith("engine.labels."):
+                labels = (desc.get("Engine") or {}).get("Labels") or {}
+                actual = labels.get(key[len("engine.labels."):], "")
+            else:
+                return False
+            found = actual.lower() == value.lower()
+        if found != (op == "=="):
+            return False
+    return True
+
+
+_SAME_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def platform_matches(node, platforms):
+    """Is the node's platform one of `platforms` ((arch, os), ...; none:
+    any)? As swarmkit's PlatformFilter: as written, x86_64 = amd64 and
+    aarch64 = arm64."""
+    if not platforms:
+        return True
+    platform = (node.get("Description") or {}).get("Platform") or {}
+    arch = platform.get("Architecture", "")
+    for want_arch, want_os in platforms:
+        if (_SAME_ARCH.get(want_arch, want_arch) == _SAME_ARCH.get(arch, arch)
+                and want_os == platform.get("OS", "")):
+            return True
+    return False
+
+
+def node_gpus(node):
+    """The counted GPUs a node advertises (its NVIDIA-GPU generic resources)."""
+    resources = (node.get("Description") or {}).get("Resources") or {}
+    return _generic(resources.get("GenericResources")).get(GPU_KIND, 0)
+
+
+def ready_nodes(nodes):
+    """The nodes swarm gives new tasks to: ready and active."""
+    return [n for n in nodes if (n.get("Status") or {}).get("State") == "ready"
+            and (n.get("Spec") or {}).get("Availability") == "active"]
+
+
+def target_nodes(target, nodes, platforms):
+    """IDs of `nodes` a server of `target` may run on."""
+    return frozenset(n["ID"] for n in nodes
+                     if node_matches(n, target.constraints) and platform_matches(n, platforms)
+                     and node_gpus(n) >= target.gpus)
+
+
+def images_wanted(targets, nodes, platforms):
+    """{image: IDs of the ready nodes that may run it}, images in the order
+    of `targets`; an image no ready node may run is left out."""
+    ready = ready_nodes(nodes)
+    wanted = {}
+    for target in targets:
+        wanted[target.image] = wanted.get(target.image, frozenset()) | target_nodes(
+            target, ready, platforms)
+    return {image: ids for image, ids in wanted.items() if ids}
+
+
+def job_constraints(image, targets, nodes, platforms):
+    """The placement constraints of the image's job: with one target, its
+    own constraints and node.id!= for each node they let in that lacks the
+    GPUs; with several (the image in rules placed differently), node.id!=
+    for each node none of them may run on. Swarm's constraints are all
+    ANDed: no other way to say "these or those"."""
+    mine = [t for t in targets if t.image == image]
+    allowed = frozenset().union(*(target_nodes(t, nodes, platforms) for t in mine))
+    base = list(mine[0].constraints) if len(mine) == 1 else []
+    candidates = [n for n in nodes if node_matches(n, base)]
+    return base + [f"node.id!={n['ID']}" for n in candidates if n["ID"] not in allowed]
+
+
+def prepull_job_name(hub_name, image):
+    digest = hashlib.sha256(f"{hub_name}\0{image}".encode()).hexdigest()[:12]
+    return PREPULL_PREFIX + digest
+
+
+def to_pull(wanted, done, in_flight, now, retry):
+    """{image: node IDs} the next jobs are for: each wanted image without a
+    job in flight that has a wanted node where it was neither pulled nor
+    tried and failed less than `retry` seconds before `now`. `done`:
+    {image: {node ID: (pulled, monotonic time)}}. Pure."""
+    result = {}
+    for image, nodes in wanted.items():
+        if image in in_flight:
+            continue
+        seen = done.get(image, {})
+        missing = {n for n in nodes
+                   if n not in seen or (not seen[n][0] and now - seen[n][1] >= retry)}
+        if missing:
+            result[image] = frozenset(nodes)
+    return result
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job: the nodes that have the image now, those where it
+    ran but exited non-zero (the image is there all the same) and those
+    where it failed, with swarm's reason: ((node ID, reason), ...)."""
+
+    pulled: tuple = ()
+    exited: tuple = ()
+    failed: tuple = ()
+
+
+def job_outcome(tasks, expected):
+    """The outcome of a job whose `expected` nodes (IDs) all have a task
+    that ended, else None (still pulling). A node's newest task counts."""
+    newest = {}
+    for task in sorted(tasks, key=lambda t: t.get("CreatedAt", "")):
+        if task.get("NodeID"):
+            newest[task["NodeID"]] = task
+    pulled, exited, failed = [], [], []
+    for node in sorted(expected):
+        task = newest.get(node)
+        status = (task or {}).get("Status") or {}
+        state = status.get("State")
+        if state not in FINAL_STATES:
+            return None
+        if state == "complete":
+            pulled.append(node)
+        elif state == "failed" and (status.get("ContainerStatus") or {}).get("ContainerID"):
+            exited.append((node, task_reason(status)))  # it ran: the image is there
+        else:
+            failed.append((node, task_reason(status) or state))
+    return JobOutcome(tuple(pulled), tuple(exited), tuple(failed))
+
+
+def outcome_words(image, outcome, hostname, took):
+    """The log's line about a finished job."""
+    parts = []
+    have = list(outcome.pulled) + [n for n, _ in outcome.exited]
+    if have:
+        parts.append(f"Pre-pulled {image} on {', '.join(sorted(map(hostname, have)))} "
+                     f"in {took:.0f}s")
+    for node, reason in outcome.exited:
+        parts.append(f"on {hostname(node)} `{' '.join(PREPULL_COMMAND)}` ended with "
+                     f"{reason} (the image is there)")
+    for node, reason in outcome.failed:
+        parts.append(f"could not pre-pull {image} on {hostname(node)}: {reason}")
+    return "; ".join(parts)
+
+
+def stale_jobs(services, hub_name, names):
+    """[(id, name)] of the pre-pull jobs a starting hub removes: those
+    labelled as this hub's (HUB_LABEL), or, for a hub without a name, the
+    unlabelled ones with the names it gives its own jobs. Pure."""
+    found = []
+    for s in services:
+        labels = s["Spec"].get("Labels") or {}
+        if PREPULL_LABEL not in labels:
+            continue
+        owner = labels.get(HUB_LABEL)
+        if (hub_name and owner == hub_name) or (
+                not hub_name and owner is None and s["Spec"]["Name"] in names):
+            found.append((s["ID"], s["Spec"]["Name"]))
+    return found
+
+
+def prepull_spec(image, constraints, platforms, hub_name):
+    """create_service's arguments for the job pulling `image`: a global
+    service whose tasks run once (restart condition none)."""
+    from docker.types import ContainerSpec, Placement as DockerPlacement, Resources, \
+        ServiceMode, TaskTemplate
+
+    labels = {PREPULL_LABEL: image}
+    if hub_name:
+        labels[HUB_LABEL] = hub_name
+    template = TaskTemplate(
+        ContainerSpec(image, command=list(PREPULL_COMMAND), labels=labels,
+                      env=["NVIDIA_VISIBLE_DEVICES=void"]),
+        resources=Resources(cpu_limit=PREPULL_CPU, mem_limit=PREPULL_MEMORY),
+        restart_policy=RestartPolicy(condition="none"),
+        placement=DockerPlacement(constraints=list(constraints) or None,
+                                  platforms=list(platforms) or None))
+    return {"task_template": template, "name": prepull_job_name(hub_name, image),
+            "labels": labels, "mode": ServiceMode("global")}
+
+
+@dataclass
+class PullJob:
+    ident: str
+    name: str
+    expected: frozenset  # IDs of the nodes it is for
+    started: float  # monotonic
+
+
+class Prepuller:
+    """Keeps the notebook images on every node that may run them: at start
+    (after removing this hub's jobs of an earlier run), and whenever a look
+    at the nodes, every `interval` seconds, finds a ready node that may run
+    an image and has not had it pulled. While jobs run, their tasks are
+    read every `poll` seconds; a finished job is removed and what it did
+    said in the log once. A node where a pull failed is tried again after
+    `retry` seconds at the earliest; a job not finished after `timeout`
+    seconds is removed (its nodes counted failed)."""
+
+    def __init__(self, targets, platforms, hub_name, log, client=None, interval=60,
+                 retry=600, poll=2, timeout=3600):
+        self.targets, self.platforms, self.hub_name, self.log = targets, platforms, hub_name, log
+        self.interval, self.retry, self.poll, self.timeout = interval, retry, poll, timeout
+        self._client = client
+        self.done = {}  # image -> {node ID: (pulled, monotonic time)}
+        self.jobs = {}  # image -> PullJob
+        self.hostnames = {}  # node ID -> hostname
+        self._failing = False
+        self._nowhere = ()  # the images no ready node may run, as last said
+
+    def call(self, method, *args, **kwargs):
+        if self._client is None:
+            self._client = docker_py.APIClient(version="auto",
+                                               **docker_py.utils.kwargs_from_env())
+        return asyncio.to_thread(getattr(self._client, method), *args, **kwargs)
+
+    def hostname(self, node):
+        return self.hostnames.get(node, node[:12])
+
+    async def remove_stale(self):
+        names = {prepull_job_name(self.hub_name, t.image) for t in self.targets}
+        found = await self.call("services", filters={"label": PREPULL_LABEL})
+        for ident, name in stale_jobs(found, self.hub_name, names):
+            try:
+                await self.call("remove_service", ident)
+            except NotFound:
+                continue
+            self.log.info("Removed the pre-pull job %s of an earlier run", name)
+
+    async def run(self):
+        images = ", ".join(dict.fromkeys(t.image for t in self.targets))
+        self.log.info("Pre-pulling %s on every node that may run them (SPAWNER_PREPULL)", images)
+        stale_removed = False
+        next_look = 0.0
+        while True:
+            try:
+                if not stale_removed:
+                    await self.remove_stale()
+                    stale_removed = True
+                finished = await self.check_jobs()
+                if finished or time.monotonic() >= next_look:
+                    next_look = time.monotonic() + self.interval
+                    await self.start_jobs()
+                if self._failing:
+                    self.log.info("Pre-pull: the engine answers again")
+                self._failing = False
+            except Exception as e:
+                if not self._failing:  # once per outage
+                    self.log.warning("Pre-pull: could not read or change the swarm: %s", e)
+                self._failing = True
+            await asyncio.sleep(self.poll if self.jobs else max(
+                0.0, min(self.poll * 5, next_look - time.monotonic())))
+
+    async def start_jobs(self):
+        nodes = await self.call("nodes")
+        self.hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname", n["ID"][:12])
+                          for n in nodes}
+        wanted = images_wanted(self.targets, nodes, self.platforms)
+        nowhere = tuple(i for i in dict.fromkeys(t.image for t in self.targets) if i not in wanted)
+        if nowhere != self._nowhere:  # said when it changes, not at every look
+            self._nowhere = nowhere
+            if nowhere:
+                self.log.info("Pre-pull: no ready node may run %s now (their constraints, "
+                              "platforms or GPUs): not pulled", ", ".join(nowhere))
+        for image, expected in to_pull(wanted, self.done, self.jobs, time.monotonic(),
+                                       self.retry).items():
+            constraints = job_constraints(image, self.targets, nodes, self.platforms)
+            spec = prepull_spec(image, constraints, self.platforms, self.hub_name)
+            try:
+                created = await self.call("create_service", **spec)
+            except APIError as e:
+                self.log.warning("Pre-pull: could not create the job %s for %s: %s",
+                                 spec["name"], image, e.explanation or e)
+                now = time.monotonic()
+                self.done.setdefault(image, {}).update({n: (False, now) for n in expected})
+                continue
+            self.jobs[image] = PullJob(created["ID"], spec["name"], expected, time.monotonic())
+            self.log.info("Pre-pull: job %s (a global service) pulls %s on %s (constraints: %s)",
+                          spec["name"], image, ", ".join(sorted(map(self.hostname, expected))),
+                          ", ".join(constraints) or "none")
+
+    async def check_jobs(self):
+        """Look at the jobs in flight; remove the finished ones. True when
+        one finished."""
+        finished = False
+        ready = {n["ID"] for n in ready_nodes(await self.call("nodes"))} if self.jobs else set()
+        for image, job in list(self.jobs.items()):
+            tasks = await self.call("tasks", filters={"service": job.ident})
+            # a node that left meanwhile is not waited for
+            outcome = job_outcome(tasks, job.expected & ready)
+            took = time.monotonic() - job.started
+            if outcome is None and took < self.timeout:
+                continue
+            if outcome is None:
+                outcome = JobOutcome(failed=tuple(
+                    (n, f"not finished after {self.timeout}s") for n in sorted(job.expected)))
+            try:
+                await self.call("remove_service", job.ident)
+            except NotFound:
+                pass
+            del self.jobs[image]
+            finished = True
+            now = time.monotonic()
+            seen = self.done.setdefault(image, {})
+            for node in outcome.pulled:
+                seen[node] = (True, now)
+            for node, _ in outcome.exited:
+                seen[node] = (True, now)
+            for node, _ in outcome.failed:
+                seen[node] = (False, now)
+            words = outcome_words(image, outcome, self.hostname, took)
+            (self.log.warning if outcome.failed or outcome.exited else self.log.info)(
+                "%s", words)
+        return finished
+
+
+def prepuller_from_config(config, log):
+    """The Prepuller of this configuration (c.SwarmUserSpawner), or None
+    when pre-pulling is off (prepull False, or a pull policy that does not
+    pull: never, skip), saying so in the log."""
+    sp = config.SwarmUserSpawner
+
+    def trait(name):
+        return sp.get(name, getattr(SwarmUserSpawner, name).default_value)
+
+    if not trait("prepull"):
+        log.info("Pre-pull is off (SPAWNER_PREPULL=false)")
+        return None
+    policy = str(trait("pull_policy")).lower()
+    if policy in ("never", "skip"):
+        log.info("Pre-pull is off: SPAWNER_PULL_POLICY=%s does not pull images", policy)
+        return None
+    targets = pull_targets(trait("image"), trait("base_constraints"), trait("default_gpu"),
+                           trait("suffix_rules"), trait("profiles"))
+    return Prepuller(targets, tuple(trait("placement").platforms), trait("hub_name"), log,
+                     interval=trait("prepull_interval"))
+
+
 class SwarmProxy(ConfigurableHTTPProxy):
     """configurable-http-proxy; with internal TLS and an external proxy, the
     hub writes the proxy's key, certificates and CA bundles into the volume
@@ -1406,8 +1850,9 @@ class SwarmProxy(ConfigurableHTTPProxy):
     (docker-compose.swarm.yml).
 
     The proxy is the part of the hub JupyterHub builds with the app at
-    start; it also runs the two jobs that follow the hub's start: the route
-    watch (external proxy) and the removal of leftovers (remove_leftovers)."""
+    start; it also runs the jobs that follow the hub's start: the route
+    watch (external proxy), the removal of leftovers (remove_leftovers),
+    the database watch and the pre-puller (Prepuller)."""
 
     certs_dir = Unicode(PROXY_CERTS_DIR, config=True, help="""
         With internal TLS and an external proxy: the directory, shared with
@@ -1430,6 +1875,7 @@ class SwarmProxy(ConfigurableHTTPProxy):
     _route_watch = None  # the task of watch_routes
     _leftovers = None  # the task of remove_leftovers
     _database_watch = None  # the task of watch_database
+    _prepull = None  # the task of prepull
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -1440,6 +1886,7 @@ class SwarmProxy(ConfigurableHTTPProxy):
             self._leftovers = self._in_background(lambda: self.remove_leftovers(hub_name))
         if self.check_database_interval:
             self._database_watch = self._in_background(self.watch_database)
+        self._prepull = self._in_background(self.prepull)
         if self.app.internal_ssl and not self.should_start:
             files = proxy_cert_files(self.app.internal_proxy_certs,
                                      self.app.internal_trust_bundles)
@@ -1466,6 +1913,13 @@ class SwarmProxy(ConfigurableHTTPProxy):
         polled): remove_leftovers."""
         await self.app._start_future
         await remove_leftovers(self.app, hub_name, self.log)
+
+    async def prepull(self):
+        """Once the hub has started: the Prepuller of the configuration."""
+        await self.app._start_future
+        prepuller = prepuller_from_config(self.config, self.log)
+        if prepuller is not None:
+            await prepuller.run()
 
     async def watch_database(self):
         """Once the hub has started: SELECT 1 every check_database_interval

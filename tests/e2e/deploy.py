@@ -196,6 +196,9 @@ def deploy(tls_ca=None, extra_files=(), wait=True, **overrides):
         "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
         "PUBLIC_PORT": port,
         "SPAWNER_NOTEBOOK_IMAGE": NOTEBOOK_IMAGE or None,
+        # the pre-pull jobs (jupyter-prepull--*) would be among the jupyter-*
+        # services and containers other tests count; test_27_prepull.py turns it on
+        "SPAWNER_PREPULL": "false",
     }
     env.update(overrides)
     env = {k: v for k, v in env.items() if v is not None}

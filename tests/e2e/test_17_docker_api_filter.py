@@ -23,7 +23,8 @@ OTHER_SECRET = "jhswarm-e2e-not-the-hubs"
 ATTEMPTS = r'''
 import json, sys
 import docker
-from docker.types import ContainerSpec, DriverConfig, Mount, SecretReference, TaskTemplate
+from docker.types import (ContainerSpec, DriverConfig, Mount, RestartPolicy, SecretReference,
+                          ServiceMode, TaskTemplate)
 
 arg = json.loads(sys.argv[1])
 c = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
@@ -62,6 +63,12 @@ attempt("service: volume binding a node path", service(
     "nodepath", mounts=[Mount("/host", "jupyterhub-e2e-filter-nodepath", driver_config=DriverConfig(
         "local", {"type": "none", "o": "bind", "device": "/"}))]))
 attempt("service: added capability", service("cap", cap_add=["SYS_ADMIN"]))
+# a global service, as the pre-puller makes, is checked as any service:
+# one binding the node's / on every node is refused
+attempt("service: global service binding /", lambda: c.create_service(
+    TaskTemplate(ContainerSpec(arg["image"], ["true"], mounts=[Mount("/host", "/", type="bind")]),
+                 restart_policy=RestartPolicy("none")),
+    name="jupyter-e2e-global", mode=ServiceMode("global")))
 attempt("service: another stack's secret", service(
     "secret", secrets=[SecretReference(arg["secret_id"], arg["secret_name"])]))
 print(json.dumps(out))
