@@ -33,10 +33,15 @@ import time
 import pytest
 
 from . import swarm
-from .conftest import PASSWORD, PROJECT_IMAGE, check_interpolation, deploy, observe, phase
+from .conftest import (
+    PASSWORD, PROJECT_IMAGE, USE_REAL, check_interpolation, deploy, observe, phase,
+)
 from .hubclient import start_and_wait
 from .spawnwatch import start_and_watch
 from .swarm import ROOT, log, wait_for
+
+pytestmark = pytest.mark.skipif(
+    USE_REAL, reason="pushes the stand-in images (JHSWARM_USE_REAL_IMAGES=1 builds none)")
 
 REGISTRY = os.environ.get("JHSWARM_REGISTRY_ADDR", "127.0.0.1:5000")
 HUB_IMAGE = f"{REGISTRY}/jupyterhub-swarm:e2e"
