@@ -39,6 +39,7 @@ from .conftest import (
 from .hubclient import start_and_wait
 from .spawnwatch import start_and_watch
 from .swarm import ROOT, log, wait_for
+from .test_08_missing_image import page_message
 
 pytestmark = pytest.mark.skipif(
     USE_REAL, reason="pushes the stand-in images (JHSWARM_USE_REAL_IMAGES=1 builds none)")
@@ -219,7 +220,17 @@ def test_tag_the_registry_does_not_have(reg_hub):
         message = fails_fast(reg_hub, "rita-nope", "jupyter-rita-2dnope", "tag not in the registry")
         assert f"could not pull the image {NOT_IN_REGISTRY}" in message, message
         # the registry's own words, through the engine
-        assert "manifest unknown" in message or "not found" in message, message
+        assert "manifest unknown" in message, message
+    with phase("registry: the same in the browser's spawn page"):
+        rosa = make_user(reg_hub, "rosa-nope")
+        t0 = time.monotonic()
+        r = rosa.get("/hub/spawn/rosa-nope")
+        shown = page_message(r.text)
+        observe(f"registry: rosa-nope (tag not in the registry), spawn page after "
+                f"{time.monotonic() - t0:.1f}s: HTTP {r.status_code}: {shown!r}")
+        assert r.status_code == 500, (r.status_code, r.url)
+        assert NOT_IN_REGISTRY in shown and "manifest unknown" in shown, shown
+        assert "jupyter-rosa-2dnope" not in swarm.user_services()
 
 
 def test_stale_copy_swarm_pulls_on_the_node(reg_hub):
