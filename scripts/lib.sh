@@ -11,6 +11,8 @@
 #   - cached stand-in image builds: an image carries a label ${KEY_LABEL}
 #     with a hash of its inputs and is rebuilt only when missing or when that
 #     hash changed
+#   - the tests' image registry (registry_up, registry_stop, registry_push):
+#     Debian's docker-registry on ${REGISTRY_ADDR}
 # A script sets LOG_TAG (its log prefix, e.g. LOG_TAG=env-up) before
 # sourcing this file; the default is the script's name without ".sh".
 # Sourcing it prints nothing: it only defines these and sets the ERR and EXIT
@@ -36,6 +38,14 @@ PREVIOUS_HUB_TAG="jhswarm-standin/jupyterhub:${PREVIOUS_HUB_VERSION}"
 # the previous generation; "singleuser-version:jupyterlab-version"
 EXTRA_NOTEBOOKS="4.0.2:4.0.2 5.5.4:4.3.8"
 KEY_LABEL="org.jhswarm.standin.key"
+# the tests' image registry (scripts/registry-up.sh): 127.0.0.0/8 is an
+# insecure registry for dockerd by default, so plain HTTP needs no daemon
+# setting on this machine
+REGISTRY_ADDR="${JHSWARM_REGISTRY_ADDR:-127.0.0.1:5000}"
+REGISTRY_DIR=/var/lib/jhswarm-registry   # config.yml, data/, registry.pid
+REGISTRY_LOG=/var/log/jhswarm-registry.log
+# what registry-up.sh pushes: each stand-in under ${REGISTRY_ADDR}/<its name>
+REGISTRY_IMAGES="${HUB_TAG} ${NB_TAG}"
 
 # --- logging / errors --------------------------------------------------------
 LOG_TAG="${LOG_TAG:-$(basename "$0" .sh)}"
@@ -233,4 +243,126 @@ cleanup_rootfs() {
         rm -rf --one-file-system "${ROOTFS_WORK}"
     fi
     ROOTFS_WORK=""
+}
+
+# --- the tests' image registry (scripts/registry-up.sh; the script defines
+# `docker` for registry_push) --------------------------------------------------
+# Debian's docker-registry (CNCF distribution 2.8), run by hand with its own
+# configuration (the package's /etc/docker/registry/config.yml wants an
+# htpasswd file and listens on every address), in the background with
+# setsid: there is no systemd here. Its pid is in ${REGISTRY_DIR}/registry.pid.
+
+registry_answers() {
+    curl -fsS -m 5 -o /dev/null "http://${REGISTRY_ADDR}/v2/" 2>/dev/null
+}
+
+registry_pid() {
+    local p
+    p="$(cat "${REGISTRY_DIR}/registry.pid" 2>/dev/null)" || return 1
+    [ -n "$p" ] && kill -0 "$p" 2>/dev/null && printf '%s\n' "$p"
+}
+
+registry_write_config() {
+    mkdir -p "${REGISTRY_DIR}/data"
+    cat >"${REGISTRY_DIR}/config.yml.new" <<EOF
+# written by scripts/registry-up.sh (scripts/lib.sh: registry_write_config)
+version: 0.1
+log:
+  level: info
+  fields:
+    service: jhswarm-registry
+storage:
+  filesystem:
+    rootdirectory: ${REGISTRY_DIR}/data
+  delete:
+    enabled: true
+http:
+  addr: ${REGISTRY_ADDR}
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+    mv "${REGISTRY_DIR}/config.yml.new" "${REGISTRY_DIR}/config.yml"
+}
+
+# registry_up: install docker-registry if missing and make it answer on
+# ${REGISTRY_ADDR}; only a check when it already does
+registry_up() {
+    apt_install docker-registry curl
+    [ -x /usr/bin/docker-registry ] || die "/usr/bin/docker-registry missing after installing docker-registry"
+    if registry_answers; then
+        log "registry answers on http://${REGISTRY_ADDR}/v2/ (pid $(registry_pid || echo '?'))"
+        return 0
+    fi
+    local pid i
+    if pid="$(registry_pid)"; then
+        log "registry (pid ${pid}) runs but does not answer yet; waiting"
+    else
+        registry_write_config
+        log "starting docker-registry on ${REGISTRY_ADDR} (storage ${REGISTRY_DIR}/data, log ${REGISTRY_LOG})"
+        setsid nohup /usr/bin/docker-registry serve "${REGISTRY_DIR}/config.yml" \
+            >>"${REGISTRY_LOG}" 2>&1 </dev/null &
+        pid=$!
+        disown || true
+        printf '%s\n' "${pid}" >"${REGISTRY_DIR}/registry.pid"
+    fi
+    for i in $(seq 1 60); do
+        if registry_answers; then
+            log "registry up after ~${i}s (pid ${pid})"
+            return 0
+        fi
+        if ! kill -0 "${pid}" 2>/dev/null; then
+            tail -n 20 "${REGISTRY_LOG}" >&2 || true
+            die "docker-registry (pid ${pid}) exited; see ${REGISTRY_LOG} (is ${REGISTRY_ADDR} taken by another program?)"
+        fi
+        sleep 1
+    done
+    tail -n 20 "${REGISTRY_LOG}" >&2 || true
+    die "docker-registry did not answer on http://${REGISTRY_ADDR}/v2/ within 60s; see ${REGISTRY_LOG}"
+}
+
+# registry_stop: stop the registry that registry_up started (its data stays)
+registry_stop() {
+    local pid i
+    if ! pid="$(registry_pid)"; then
+        log "registry not running"
+        return 0
+    fi
+    kill "${pid}"
+    for i in $(seq 1 20); do
+        kill -0 "${pid}" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "${pid}" 2>/dev/null; then kill -9 "${pid}"; fi
+    rm -f "${REGISTRY_DIR}/registry.pid"
+    log "registry (pid ${pid}) stopped"
+}
+
+# registry_tag_digest NAME:TAG: the digest the registry serves for the tag
+# (empty when it has none)
+registry_tag_digest() {
+    curl -fsS -m 10 -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://${REGISTRY_ADDR}/v2/${1%:*}/manifests/${1##*:}" 2>/dev/null |
+        tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}' || true
+}
+
+# registry_push IMAGE...: tag each local IMAGE as ${REGISTRY_ADDR}/IMAGE and
+# push it, unless the registry's tag already points at this image's digest
+registry_push() {
+    local image ref pushed served
+    for image in "$@"; do
+        ref="${REGISTRY_ADDR}/${image}"
+        docker image inspect "${image}" >/dev/null 2>&1 ||
+            die "no local image ${image} to push (scripts/env-up.sh builds it)"
+        docker tag "${image}" "${ref}"
+        # the digest an earlier push of this very image got, if any
+        pushed="$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "${ref}" |
+            { grep -F "${REGISTRY_ADDR}/${image%:*}@" || true; } | head -n1)"
+        served="$(registry_tag_digest "${image}")"
+        if [ -n "${pushed}" ] && [ "${pushed#*@}" = "${served}" ]; then
+            log "${ref} already in the registry (${served})"
+            continue
+        fi
+        docker push "${ref}" >/dev/null || die "docker push ${ref} failed"
+        log "pushed ${ref} ($(registry_tag_digest "${image}"))"
+    done
 }

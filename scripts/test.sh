@@ -5,6 +5,8 @@
 #      scripts/browser-up.sh: Debian's chromium (tests/e2e/test_20_browser.py)
 #      scripts/db-up.sh: PostgreSQL + MariaDB on the host (tests/e2e/test_00_databases.py)
 #      scripts/prometheus-up.sh: Debian's prometheus (tests/e2e/test_21_metrics.py)
+#      scripts/registry-up.sh: Debian's docker-registry on 127.0.0.1:5000 with
+#        the stand-in images pushed (tests/e2e/test_26_registry.py)
 #   2. a virtualenv at .venv with requirements-test.txt
 #   3. pytest tests -v "$@"  (unit tests and the real-swarm e2e tests;
 #      tests/e2e_cluster brings up scripts/cluster.sh's 3-node swarm itself
@@ -24,6 +26,9 @@ bash scripts/env-up.sh
 bash scripts/browser-up.sh  # Debian's chromium for the browser tests
 bash scripts/db-up.sh  # PostgreSQL and MariaDB for the database tests
 bash scripts/prometheus-up.sh  # Debian's prometheus for the metrics test
+if [ "${JHSWARM_USE_REAL_IMAGES:-0}" != 1 ]; then
+    bash scripts/registry-up.sh  # a local registry with the stand-ins for the registry test
+fi
 export JHSWARM_DB_READY=1
 export JHSWARM_ENV_READY=1  # the e2e session fixture need not run it again
 

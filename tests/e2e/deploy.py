@@ -180,12 +180,13 @@ class Deployment:
         return time.monotonic() - t0
 
 
-def deploy(tls_ca=None, extra_files=(), wait=True, **overrides):
+def deploy(tls_ca=None, extra_files=(), wait=True, resolve_image="never", **overrides):
     """Deploy the stack from scratch with the e2e defaults plus `overrides`
     (None removes a variable), merging the compose files `extra_files` after
-    the stack file (swarm.stack_deploy); wait until /hub/health answers through the
-    proxy (over HTTPS, trusting `tls_ca`, when given), unless not `wait` (a
-    hub that cannot start). Returns the Deployment."""
+    the stack file (swarm.stack_deploy, with its `resolve_image`: None lets
+    the CLI resolve registry images to digests); wait until /hub/health
+    answers through the proxy (over HTTPS, trusting `tls_ca`, when given),
+    unless not `wait` (a hub that cannot start). Returns the Deployment."""
     if swarm.HOST is None:  # the local engine; tests/e2e_cluster locks its own
         hold_engine_lock()
     swarm.cleanup()
@@ -203,7 +204,7 @@ def deploy(tls_ca=None, extra_files=(), wait=True, **overrides):
     env.update(overrides)
     env = {k: v for k, v in env.items() if v is not None}
     with phase("docker stack deploy"):
-        swarm.stack_deploy(env, extra_files)
+        swarm.stack_deploy(env, extra_files, resolve_image)
     check_interpolation(env)
     d = Deployment(port, env, tls_ca=tls_ca)
     Deployment.current = d

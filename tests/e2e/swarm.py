@@ -250,13 +250,18 @@ def deploy_env(values):
     return env
 
 
-def stack_deploy(values, extra_files=()):
+def stack_deploy(values, extra_files=(), resolve_image="never"):
     """`docker stack deploy` the project's compose file with these variables,
     and after it `extra_files` (opt-in compose files, paths from the
-    repository's root), merged by docker as with several -c."""
+    repository's root), merged by docker as with several -c.
+    `resolve_image`: the CLI's --resolve-image; "never" for the local images
+    of most tests (no registry knows them), None for the CLI's default
+    (`always`: it asks the registry for each image's digest and pins the
+    services to it, as an operator's deploy does; test_26_registry)."""
     files = [a for f in extra_files for a in ("-c", str(f))]
+    resolve = ("--resolve-image", resolve_image) if resolve_image else ()
     docker(
-        "stack", "deploy", "--resolve-image", "never",
+        "stack", "deploy", *resolve,
         "-c", str(COMPOSE_FILE), *files, STACK,
         env=deploy_env(values), cwd=str(ROOT),
     )
