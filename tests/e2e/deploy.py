@@ -151,6 +151,18 @@ class Deployment:
         assert result.ok, f"admin login failed: {result}"
         return client
 
+    def approved_user(self, name, password, admin=None):
+        """A logged-in browser of a new account: signed up at /hub/signup and
+        approved by `admin` (a logged-in admin's client; the admin account's
+        when None)."""
+        admin = admin or self.admin_client()
+        client = self.client(name)
+        client.signup(name, password)
+        admin.authorize(name)
+        result = client.login(name, password)
+        assert result.ok, f"login of {name} failed: {result}"
+        return client
+
     def health(self):
         try:
             r = requests.get(self.base_url + "/hub/health", timeout=5,
