@@ -229,11 +229,6 @@ def make_user(hub, admin):
     """make_user(name) -> a logged-in HubClient of a new, approved user."""
 
     def make(name, password=PASSWORD):
-        client = hub.client()
-        client.signup(name, password)
-        admin.authorize(name)
-        result = client.login(name, password)
-        assert result.ok, f"login of {name} failed: {result}"
-        return client
+        return hub.approved_user(name, password, admin)
 
     return make

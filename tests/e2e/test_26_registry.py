@@ -139,7 +139,7 @@ def reg_hub(e2e_env):
                     swarm.docker("image", "rm", ref, check=False)
 
 
-def approved(d, name):
+def make_user(d, name):
     return d.approved_user(name, PASSWORD, d.admin)
 
 
@@ -157,7 +157,7 @@ def reconfigure(d, **changes):
 
 
 def spawn(d, name, service, what):
-    client = approved(d, name)
+    client = make_user(d, name)
     _, took = start_and_wait(client, name, timeout=300)
     marker = marker_of(service)
     observe(f"registry: {name} ({what}): ready in {took:.1f}s, {MARKER} says {marker!r}, "
@@ -173,7 +173,7 @@ def stop(client, name, service):
 def fails_fast(d, name, service, what):
     """Start `name`'s server through the API; it must fail with the image
     named, no service left. Returns the failure message."""
-    client = approved(d, name)
+    client = make_user(d, name)
     r, events, took = start_and_watch(client, name, timeout=300)
     if events and events[-1].get("failed"):
         message = events[-1]["message"]
@@ -218,7 +218,7 @@ def test_tag_the_registry_does_not_have(reg_hub):
         # the registry's own words, through the engine
         assert "manifest unknown" in message, message
     with phase("registry: the same in the browser's spawn page"):
-        rosa = approved(reg_hub, "rosa-nope")
+        rosa = make_user(reg_hub, "rosa-nope")
         t0 = time.monotonic()
         r = rosa.get("/hub/spawn/rosa-nope")
         shown = page_message(r.text)

@@ -63,7 +63,7 @@ def failing_hub(e2e_env):
             swarm.cleanup()
 
 
-def approved(d, name):
+def make_user(d, name):
     return d.approved_user(name, PASSWORD, d.admin)
 
 
@@ -112,7 +112,7 @@ def fails_twice(client, name, service, reasons, what):
 
 
 def test_mount_swarm_cannot_make(failing_hub):
-    frank = approved(failing_hub, "frank")
+    frank = make_user(failing_hub, "frank")
     message, _ = fails_twice(frank, "frank", "jupyter-frank", MOUNT_REASONS, "nfs3 volume, no NFS client")
     assert "swarm failed the task" in message or "swarm rejected the task" in message, message
 
@@ -120,7 +120,7 @@ def test_mount_swarm_cannot_make(failing_hub):
 def test_image_that_does_not_exist(failing_hub):
     assert swarm.docker("image", "inspect", MISSING_IMAGE, check=False).returncode != 0, \
         f"{MISSING_IMAGE} exists on this node: remove it (docker image rm {MISSING_IMAGE})"
-    erin = approved(failing_hub, "erin-missing")
+    erin = make_user(failing_hub, "erin-missing")
     message, _ = fails_twice(erin, "erin-missing", "jupyter-erin-2dmissing",
                           [f"No such image: {MISSING_IMAGE}"], "image does not exist, pull policy skip")
     assert "swarm rejected the task" in message, message
@@ -133,7 +133,7 @@ def test_platform_no_node_has(failing_hub):
     with phase("spawn failures: stack deploy again with SPAWNER_PLATFORM=s390x:linux"):
         reconfigure(failing_hub, SPAWNER_PLATFORM="s390x:linux")
         log(f"hub reconfigured: SPAWNER_PLATFORM={failing_hub.env['SPAWNER_PLATFORM']}")
-    gina = approved(failing_hub, "gina")
+    gina = make_user(failing_hub, "gina")
     message, events = fails_twice(gina, "gina", "jupyter-gina", ["unsupported platform"],
                                   "SPAWNER_PLATFORM=s390x:linux")
     assert "s390x/linux" in message, message
