@@ -1244,14 +1244,7 @@ def health_latencies(b, stop, interval=0.02):
 
 def measure_flood(b, args):
     def polled(work):
-        stop = threading.Event()
-        with ThreadPoolExecutor(1) as one:
-            latencies = one.submit(health_latencies, b, stop)
-            try:
-                result = work()
-            finally:
-                stop.set()
-            return result, latencies.result()
+        return polled_health(b, work)
 
     _, idle = polled(lambda: time.sleep(3))
     spawner = "floodspawn"
