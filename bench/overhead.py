@@ -104,7 +104,18 @@ ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("single", "burst", "restart", "image", "login", "flood", "routes", "class", "servers")
 OPT_IN = ("flood", "routes", "class", "servers")  # not in the default --only
 BENCH_IMAGE = "jupyterhub-swarm:bench"
-STANDIN_BASE = "jhswarm-standin/jupyterhub:5.5.4"
+
+
+def _lib_sh_value(name):
+    """A NAME=value line of scripts/lib.sh (the stand-in images' versions)."""
+    for line in (ROOT / "scripts" / "lib.sh").read_text().splitlines():
+        if line.startswith(name + "="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise LookupError(f"scripts/lib.sh sets no {name}")
+
+
+# the stand-in of the JupyterHub the Dockerfile ships (env-up.sh builds it)
+STANDIN_BASE = f"jhswarm-standin/jupyterhub:{_lib_sh_value('JUPYTERHUB_VERSION')}"
 PASSWORD = "bench-Secret-pass"
 TEMPLATE_USER = "benchtmpl"
 PROBER = "jupyter-bench-prober"  # jupyter-*: the harness's cleanup removes it too

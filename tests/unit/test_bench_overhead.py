@@ -180,3 +180,15 @@ def test_progress_gaps_and_the_flood_and_class_rows():
     assert "| 60.00 s, 0 failed; slowest `/hub/health` 0.200 s" in text
     assert "raw swarm 50.00 s, 1 failed; slowest `/hub/health` 0.030 s | 1.20× |" in text
     assert "| class of 5 (X=1) logging in" in text
+
+
+def test_bench_builds_the_hub_on_the_jupyterhub_the_dockerfile_ships():
+    """The benchmark measures the product: its default BASE_IMAGE is the
+    stand-in of the Dockerfile's JupyterHub release, not an older one."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    shipped = next(line.split(":")[-1] for line in dockerfile.splitlines()
+                   if line.startswith("ARG BASE_IMAGE="))
+    bench = load()
+    default = bench.parse_args([]).base_image
+    assert default.startswith("jhswarm-standin/jupyterhub:"), default
+    assert default.split(":")[-1] == shipped, (default, shipped)
