@@ -1349,6 +1349,9 @@ class FreshResolver(ThreadedResolver):
 
 
 HUB_LABEL = "jupyterhub-swarm.hub"  # on services and secrets: the hub that made them
+# seconds between the hub's looks for its leftovers while docker cannot be
+# asked (remove_leftovers); then every last one
+LEFTOVER_RETRY = (5, 10, 20, 40, 60)
 
 
 def owned_services(app):
@@ -1376,15 +1379,19 @@ async def remove_leftovers(app, hub_name, log, client=None):
     """At hub start: remove the services and TLS secrets labelled as this
     hub's that no server of this hub owns (a hub killed mid-spawn leaves
     them: the database never learnt of them). Never anything without this
-    hub's label: another stack's or another hub's objects stay."""
-    client = client or docker_py.APIClient(version="auto", **docker_py.utils.kwargs_from_env())
+    hub's label: another stack's or another hub's objects stay.
+    Returns the (services, secrets) names removed; None when docker could
+    not be asked (SwarmProxy.remove_leftovers tries again)."""
     label = {"label": f"{HUB_LABEL}={hub_name}"}
     try:
+        # version="auto" asks the engine already: inside the try
+        client = client or await asyncio.to_thread(
+            docker_py.APIClient, version="auto", **docker_py.utils.kwargs_from_env())
         found = await asyncio.to_thread(client.services, filters=label)
         found_secrets = await asyncio.to_thread(client.secrets, filters=label)
     except Exception as e:
         log.warning("Could not look for leftover services of %s: %s", hub_name, e)
-        return [], []
+        return None
     # what this hub owns, read after the listing: a spawn that began before
     # it is active now; each name is checked again right before its removal
     services, secrets_ = find_leftovers(found, found_secrets, owned_services(app))
@@ -1908,11 +1915,19 @@ class SwarmProxy(ConfigurableHTTPProxy):
             return None
         return loop.create_task(job())
 
-    async def remove_leftovers(self, hub_name):
+    async def remove_leftovers(self, hub_name, delays=LEFTOVER_RETRY):
         """Once the hub has started (every server it owns loaded and
-        polled): remove_leftovers."""
+        polled): remove_leftovers, tried again after each of `delays`
+        seconds and then every delays[-1] seconds until docker answers (at
+        a first deploy the stack's docker-api may start after the hub)."""
         await self.app._start_future
-        await remove_leftovers(self.app, hub_name, self.log)
+        tries = 0
+        while await remove_leftovers(self.app, hub_name, self.log) is None:
+            delay = delays[min(tries, len(delays) - 1)]
+            tries += 1
+            self.log.info("Looking for leftovers of %s again in %ss (try %d)",
+                          hub_name, delay, tries + 1)
+            await asyncio.sleep(delay)
 
     async def prepull(self):
         """Once the hub has started: the Prepuller of the configuration."""
