@@ -916,6 +916,8 @@ class Bench:
             container = self.api.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
             parts += (f", new container started {wall(container['State']['StartedAt']) - t0_wall:.2f}"
                       f", task running (healthy) {wall(task['Status']['Timestamp']) - t0_wall:.2f}")
+            logs = self.swarm.docker("logs", container["Id"], check=False, timeout=60)
+            parts += "".join(f", {line}" for line in init_spawners_lines(logs.stdout + logs.stderr))
         except Exception as e:
             parts += f" ({e})"
         log(f"  restart: {parts}, /hub/health through the proxy {healthy:.2f}, "
@@ -1142,6 +1144,15 @@ def measure_routes(b, args):
             windows.append(b.cpu_window(len(names), on, args.route_window))
     b.hub_stop(names)
     return {"windows": windows, "interval": 2, "note": note}
+
+
+def init_spawners_lines(logs):
+    """What JupyterHub logs of its start-up check of the running servers:
+    "Initialized N spawners in S seconds" and the init_spawners_timeout
+    warning (a hub answers before the check ends)."""
+    return [m.group(0) for m in re.finditer(
+        r"Initialized \d+ spawners in [\d.]+ seconds"
+        r"|init_spawners did not complete within \d+ seconds", logs)]
 
 
 def servers_sample(b, args, names):

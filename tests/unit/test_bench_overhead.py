@@ -192,3 +192,15 @@ def test_bench_builds_the_hub_on_the_jupyterhub_the_dockerfile_ships():
     default = bench.parse_args([]).base_image
     assert default.startswith("jhswarm-standin/jupyterhub:"), default
     assert default.split(":")[-1] == shipped, (default, shipped)
+
+
+def test_init_spawners_lines_of_a_hub_log():
+    bench = load()
+    logs = ("[W 2026-12-02 05:00:01.000 JupyterHub app:3583] init_spawners did not complete "
+            "within 60 seconds. Allowing to complete in the background.\n"
+            "[I 2026-12-02 05:01:40.000 JupyterHub app:3566] Initialized 100 spawners in "
+            "99.512 seconds\n[I ... ] sv001 still running\n")
+    assert bench.init_spawners_lines(logs) == [
+        "init_spawners did not complete within 60 seconds",
+        "Initialized 100 spawners in 99.512 seconds"]
+    assert bench.init_spawners_lines("nothing of the kind") == []
