@@ -626,6 +626,43 @@ NODE_WAIT = Histogram(
 # --------------------------------------------------------------------------
 
 
+def split_image(image):
+    """(name, tag, digest) of an image reference; tag and digest may be ""
+    (a registry's port is part of the name: host:5000/x has no tag)."""
+    name, _, digest = image.partition("@")
+    tag = ""
+    if ":" in name.rsplit("/", 1)[-1]:
+        name, tag = name.rsplit(":", 1)
+    return name, tag, digest
+
+
+def familiar_name(name):
+    """The name as docker shows it: Docker Hub's docker.io/ and library/
+    dropped (RepoDigests are spelled so)."""
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name.startswith("library/") and name.count("/") == 1:
+        name = name[len("library/"):]
+    return name
+
+
+def pinned_image(image, repo_digests):
+    """`image` pinned to the registry digest the hub's node holds for it
+    (name:tag@sha256:..., from the image's RepoDigests), so that the server's
+    node runs exactly that image: swarm pulls a digest only where the node
+    lacks it, and a :tag before every start. Unchanged when it already has
+    a digest, or the node's copy never came from a registry (built here)."""
+    name, tag, digest = split_image(image)
+    if digest:
+        return image
+    for held in repo_digests:
+        held_name, _, held_digest = held.partition("@")
+        if held_digest and familiar_name(held_name) == familiar_name(name):
+            return f"{name}:{tag or 'latest'}@{held_digest}"
+    return image
+
+
 def engine_unreachable(error):
     """Did a docker call fail to connect at all (refused, or no such name:
     the stack's docker-api restarting)? Then nothing reached the engine and
@@ -1137,6 +1174,24 @@ class SwarmUserSpawner(SwarmSpawner):
             else:
                 reason = f"could not pull the image {image}: {e.explanation or e}"
             raise SpawnFailed(f"Your server could not start: {reason}", "image") from None
+        if image == self.image and self.pull_policy != "skip":  # the server's (not move_certs')
+            self.image = await self.pin(image)
+
+    async def pin(self, image):
+        """pinned_image of the copy on the hub's node (just checked or
+        pulled): the server runs what the hub checked, on any node, and a
+        tag moved in the registry does not change it until the hub pulls
+        again (always). The tag as it was when docker cannot say."""
+        try:
+            held = (await self.docker("inspect_image", image)).get("RepoDigests") or ()
+        except Exception as e:
+            self.log.warning("Could not read the digest of %s on the hub's node: %s", image, e)
+            return image
+        pinned = pinned_image(image, held)
+        if pinned != image:
+            self.log.info("%s is %s on the hub's node: %s runs that", image,
+                          pinned.rpartition("@")[2], self.service_name)
+        return pinned
 
     async def start_object(self):
         """Wait until the new service's task runs, failing with swarm's
@@ -1673,9 +1728,10 @@ def stale_jobs(services, hub_name, names):
     return found
 
 
-def prepull_spec(image, constraints, platforms, hub_name):
-    """create_service's arguments for the job pulling `image`: a global
-    service whose tasks run once (restart condition none)."""
+def prepull_spec(image, constraints, platforms, hub_name, reference=None):
+    """create_service's arguments for the job pulling `image` (by
+    `reference`, a pinned_image of it, if given): a global service whose
+    tasks run once (restart condition none)."""
     from docker.types import ContainerSpec, Placement as DockerPlacement, Resources, \
         ServiceMode, TaskTemplate
 
@@ -1683,7 +1739,7 @@ def prepull_spec(image, constraints, platforms, hub_name):
     if hub_name:
         labels[HUB_LABEL] = hub_name
     template = TaskTemplate(
-        ContainerSpec(image, command=list(PREPULL_COMMAND), labels=labels,
+        ContainerSpec(reference or image, command=list(PREPULL_COMMAND), labels=labels,
                       env=["NVIDIA_VISIBLE_DEVICES=void"]),
         resources=Resources(cpu_limit=PREPULL_CPU, mem_limit=PREPULL_MEMORY),
         restart_policy=RestartPolicy(condition="none"),
@@ -1709,11 +1765,15 @@ class Prepuller:
     read every `poll` seconds; a finished job is removed and what it did
     said in the log once. A node where a pull failed is tried again after
     `retry` seconds at the earliest; a job not finished after `timeout`
-    seconds is removed (its nodes counted failed)."""
+    seconds is removed (its nodes counted failed). With `pin` (the pull
+    policy ifnotpresent, whose servers run the hub node's copy by its
+    digest: SwarmUserSpawner.pin), a job pulls that digest, not whatever the
+    tag names in the registry now."""
 
     def __init__(self, targets, platforms, hub_name, log, client=None, interval=60,
-                 retry=600, poll=2, timeout=3600):
+                 retry=600, poll=2, timeout=3600, pin=False):
         self.targets, self.platforms, self.hub_name, self.log = targets, platforms, hub_name, log
+        self.pin = pin
         self.interval, self.retry, self.poll, self.timeout = interval, retry, poll, timeout
         self._client = client
         self.done = {}  # image -> {node ID: (pulled, monotonic time)}
@@ -1779,7 +1839,8 @@ class Prepuller:
         for image, expected in to_pull(wanted, self.done, self.jobs, time.monotonic(),
                                        self.retry).items():
             constraints = job_constraints(image, self.targets, nodes, self.platforms)
-            spec = prepull_spec(image, constraints, self.platforms, self.hub_name)
+            spec = prepull_spec(image, constraints, self.platforms, self.hub_name,
+                                await self.reference(image))
             try:
                 created = await self.call("create_service", **spec)
             except APIError as e:
@@ -1792,6 +1853,17 @@ class Prepuller:
             self.log.info("Pre-pull: job %s (a global service) pulls %s on %s (constraints: %s)",
                           spec["name"], image, ", ".join(sorted(map(self.hostname, expected))),
                           ", ".join(constraints) or "none")
+
+    async def reference(self, image):
+        """What a job pulls for `image`: with `pin`, the digest of the hub
+        node's copy (pinned_image); the tag when that node has none."""
+        if not self.pin:
+            return image
+        try:
+            held = (await self.call("inspect_image", image)).get("RepoDigests") or ()
+        except NotFound:
+            return image
+        return pinned_image(image, held)
 
     async def check_jobs(self):
         """Look at the jobs in flight; remove the finished ones. True when
@@ -1847,7 +1919,7 @@ def prepuller_from_config(config, log):
     targets = pull_targets(trait("image"), trait("base_constraints"), trait("default_gpu"),
                            trait("suffix_rules"), trait("profiles"))
     return Prepuller(targets, tuple(trait("placement").platforms), trait("hub_name"), log,
-                     interval=trait("prepull_interval"))
+                     interval=trait("prepull_interval"), pin=policy == "ifnotpresent")
 
 
 class SwarmProxy(ConfigurableHTTPProxy):

@@ -12,15 +12,20 @@ Then SPAWNER_PULL_POLICY for real (the notebook image
 127.0.0.1:5000/jhswarm-e2e/notebook:pull, a file /opt/jhswarm-pull-marker
 in it says which push a server runs):
 
-- ifnotpresent: a missing image is pulled (v1); a tag the registry does not
-  have fails fast with the registry's reason; a stale local copy (v1 while
-  the registry has v2) still runs v2, because swarm's executor pulls a tag
-  on the node where the task runs (moby's container controller, Prepare);
+- ifnotpresent: a missing image is pulled (v1), and the server's service
+  names it by the registry's digest (asked of the registry's own HTTP API);
+  a tag the registry does not have fails fast with the registry's reason; a
+  copy on the hub's node (v1 while the registry has v2) is what the server
+  runs: the service names its digest, which swarm does not pull again
+  (before pinning, swarm's executor pulled the tag on the task's node and
+  the server ran v2);
 - always (after `docker stack deploy` again): the hub pulls every time, and
-  the server runs v3 pushed under the same tag; with the registry stopped
-  the spawn fails fast with the engine's reason, though the node has a copy;
+  the server runs v3 pushed under the same tag, by v3's digest; with the
+  registry stopped the spawn fails fast with the engine's reason, though
+  the node has a copy;
 - never: the image missing on the hub's node is refused before a service;
-- skip: the hub does not look, swarm pulls on the node and the server runs.
+- skip: the hub does not look, the service names the tag, swarm pulls on
+  the node and the server runs.
 
 The registry is started again at the end, however the test ends. Durations
 are printed (e2e observations); none is a threshold.
@@ -31,6 +36,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 from . import swarm
 from .conftest import (
@@ -51,6 +57,10 @@ BASE_NOTEBOOK = "jhswarm-standin/notebook:6.1.1"
 NOTEBOOK = f"{REGISTRY}/jhswarm-e2e/notebook:pull"
 NOT_IN_REGISTRY = f"{REGISTRY}/jhswarm-e2e/notebook:no-such-tag"
 MARKER = "/opt/jhswarm-pull-marker"
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
+                  "application/vnd.docker.distribution.manifest.list.v2+json",
+                  "application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.oci.image.index.v1+json")
 
 SETTINGS = {
     "JUPYTERHUB_IMAGE": HUB_IMAGE,
@@ -107,6 +117,20 @@ def marker_of(service):
     container = swarm.container_of(service)
     assert container, f"no running container of {service}"
     return swarm.docker("exec", container, "cat", MARKER).stdout.strip()
+
+
+def registry_digest(ref):
+    """The digest the registry itself gives for `ref`'s tag (its HTTP API,
+    not the engine)."""
+    name, tag = ref[len(REGISTRY) + 1:].rsplit(":", 1)
+    r = requests.head(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", timeout=30, headers={
+        "Accept": ", ".join(MANIFEST_TYPES)})
+    assert r.status_code == 200, (ref, r.status_code, r.headers)
+    return r.headers["Docker-Content-Digest"]
+
+
+def spec_image(service):
+    return swarm.service_inspect(service)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
 
 
 def running_image(service):
@@ -196,7 +220,8 @@ def test_stack_deployed_from_the_registry(reg_hub):
         observe(f"registry: {service} runs {image}")
         # the CLI asked the registry (no --resolve-image never): pinned by digest
         assert image.startswith(ref + "@sha256:"), image
-        assert swarm.running_task(service), f"{service} has no running task"
+        # the hub answers without docker-api: that one may still be starting
+        wait_for(lambda: swarm.running_task(service), 120, f"a running task of {service}")
         # forgotten before the deploy: the engine pulled it back by that digest
         assert image_id(image) is not None, f"{image} not on the node"
 
@@ -208,6 +233,8 @@ def test_ifnotpresent_pulls_a_missing_image(reg_hub):
         assert marker == "v1", marker
         assert image_id(NOTEBOOK) is not None, "the image is not on the node after the spawn"
         assert f"pulling image {NOTEBOOK}" in swarm.hub_logs(2000)
+        # pinned: the digest the registry gives for the tag
+        assert spec_image("jupyter-rita") == f"{NOTEBOOK}@{registry_digest(NOTEBOOK)}"
         stop(rita, "rita", "jupyter-rita")
 
 
@@ -229,18 +256,21 @@ def test_tag_the_registry_does_not_have(reg_hub):
         assert "jupyter-rosa-2dnope" not in swarm.user_services()
 
 
-def test_stale_copy_swarm_pulls_on_the_node(reg_hub):
-    with phase("registry: ifnotpresent, a stale copy on the node"):
+def test_ifnotpresent_runs_the_hub_nodes_copy_by_digest(reg_hub):
+    with phase("registry: ifnotpresent, an older copy on the hub's node"):
         v1 = image_id(NOTEBOOK)
+        v1_digest = registry_digest(NOTEBOOK)
         v2 = build_marked("v2")
         push(NOTEBOOK)
         swarm.docker("tag", v1, NOTEBOOK)  # the node keeps v1 under the tag
         assert image_id(NOTEBOOK) == v1 != v2
+        assert registry_digest(NOTEBOOK) != v1_digest
         sam, marker = spawn(reg_hub, "sam", "jupyter-sam", "ifnotpresent, node has v1, registry v2")
-        # the hub saw the tag and did not pull; swarm pulled the tag where
-        # the task runs before creating its container
-        assert marker == "v2", marker
-        assert running_image("jupyter-sam") == v2
+        # the hub saw the tag and did not pull; the service names v1's
+        # digest, which swarm does not pull again on a node that has it
+        assert spec_image("jupyter-sam") == f"{NOTEBOOK}@{v1_digest}"
+        assert marker == "v1", marker
+        assert running_image("jupyter-sam") == v1
         stop(sam, "sam", "jupyter-sam")
 
 
@@ -248,13 +278,14 @@ def test_always_picks_up_a_new_digest_and_fails_fast_without_registry(reg_hub):
     with phase("registry: stack deploy again with SPAWNER_PULL_POLICY=always"):
         reconfigure(reg_hub, SPAWNER_PULL_POLICY="always")
     with phase("registry: always, v3 pushed under the same tag"):
-        v2 = image_id(NOTEBOOK)
+        older = image_id(NOTEBOOK)
         v3 = build_marked("v3")
         push(NOTEBOOK)
-        swarm.docker("tag", v2, NOTEBOOK)
-        tom, marker = spawn(reg_hub, "tom", "jupyter-tom", "always, node has v2, registry v3")
+        swarm.docker("tag", older, NOTEBOOK)
+        tom, marker = spawn(reg_hub, "tom", "jupyter-tom", "always, node has an older copy, registry v3")
         assert marker == "v3", marker
         assert running_image("jupyter-tom") == v3
+        assert spec_image("jupyter-tom") == f"{NOTEBOOK}@{registry_digest(NOTEBOOK)}"
         assert f"pulling {NOTEBOOK}" in swarm.hub_logs(2000)
         stop(tom, "tom", "jupyter-tom")
     with phase("registry: always, registry stopped"):
@@ -285,5 +316,6 @@ def test_skip_leaves_the_pull_to_swarm(reg_hub):
         t0 = time.monotonic()
         wes, marker = spawn(reg_hub, "wes", "jupyter-wes", "skip, image not on the node")
         assert marker == "v3", marker
+        assert spec_image("jupyter-wes") == NOTEBOOK  # the tag: swarm resolves it
         log(f"skip spawn took {time.monotonic() - t0:.1f}s")
         stop(wes, "wes", "jupyter-wes")

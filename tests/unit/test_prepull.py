@@ -10,6 +10,7 @@ import re
 import pytest
 
 from conftest import ROOT, config_error, load_config
+from docker.errors import NotFound
 from jupyterhub_swarm import (
     HUB_LABEL, PREPULL_LABEL, PREPULL_PREFIX, JobOutcome, Prepuller, PullTarget, find_leftovers,
     images_wanted, job_constraints, job_outcome, node_matches, outcome_words, platform_matches,
@@ -415,3 +416,31 @@ def test_an_image_no_node_may_run_is_said_once_not_at_every_look():
     assert said == ["Pre-pull: no ready node may run nb:cuda now (their constraints, "
                     "platforms or GPUs): not pulled"]
     assert prepull_job_name("hub", "nb:cuda") not in engine.created
+
+
+class HubNodeCopies(FakeEngine):
+    """The hub node holds nb:1 as pulled from a registry, nb:local built
+    there, and not nb:new."""
+
+    DIGEST = "sha256:" + "12" * 32
+
+    def inspect_image(self, image):
+        if image == "reg/nb:1":
+            return {"Id": "a", "RepoDigests": [f"reg/nb@{self.DIGEST}"]}
+        if image == "reg/nb:local":
+            return {"Id": "b", "RepoDigests": []}
+        raise NotFound(f"No such image: {image}")
+
+
+@pytest.mark.parametrize("policy, pinned", [("ifnotpresent", True), ("always", False)])
+def test_with_ifnotpresent_a_job_pulls_the_digest_the_servers_will_run(policy, pinned):
+    engine = HubNodeCopies([MANAGER, CPU])
+    cfg = load_config({"SPAWNER_NETWORK_NAME": "jupyterhub_network",
+                       "SPAWNER_NOTEBOOK_IMAGE": "reg/nb:1", "SPAWNER_PULL_POLICY": policy,
+                       "SPAWNER_CONSTRAINT_IMAGES": "new->reg/nb:new;own->reg/nb:local"})
+    prepuller = prepuller_from_config(cfg, Log())
+    prepuller._client = engine
+    asyncio.run(prepuller.start_jobs())
+    pulled = sorted(image for image, _ in engine.jobs.values())
+    first = f"reg/nb:1@{HubNodeCopies.DIGEST}" if pinned else "reg/nb:1"
+    assert pulled == sorted([first, "reg/nb:local", "reg/nb:new"]), pulled
