@@ -890,8 +890,11 @@ class Bench:
                             "the new hub through the proxy", 0.1)
         healthy = time.monotonic() - t0
         answered = {}
+        all_ready = None  # seconds until the hub's API first said every one ready
         while time.monotonic() - t0 < self.args.timeout:
             state = self.hub_servers() or {}
+            if all_ready is None and all(state.get(n) == "ready" for n in names):
+                all_ready = time.monotonic() - t0
             ready = [n for n in names if state.get(n) == "ready" and n not in answered]
             for n, ok in zip(ready, self.pool.map(self.probe_proxy, ready)):
                 if ok:
@@ -920,8 +923,10 @@ class Bench:
             parts += "".join(f", {line}" for line in init_spawners_lines(logs.stdout + logs.stderr))
         except Exception as e:
             parts += f" ({e})"
+        ready_words = "never" if all_ready is None else f"{all_ready:.2f}"
         log(f"  restart: {parts}, /hub/health through the proxy {healthy:.2f}, "
-            f"all {len(names)} routed {took:.2f}")
+            f"all {len(names)} ready in the hub's API {ready_words}, "
+            f"all {len(names)} answered through the proxy {took:.2f}")
         return took, lost
 
 
