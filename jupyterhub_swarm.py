@@ -1641,6 +1641,14 @@ def job_constraints(image, targets, nodes, platforms):
     return base + [f"node.id!={n['ID']}" for n in candidates if n["ID"] not in allowed]
 
 
+def with_hub_node(wanted, hub_node):
+    """PullTargets placing each image of `wanted` on the hub's node as well
+    (pure; none when the node is unknown)."""
+    if not hub_node:
+        return ()
+    return tuple(PullTarget(image, (f"node.id=={hub_node}",)) for image in wanted)
+
+
 def prepull_job_name(hub_name, image):
     digest = hashlib.sha256(f"{hub_name}\0{image}".encode()).hexdigest()[:12]
     return PREPULL_PREFIX + digest
@@ -1776,6 +1784,8 @@ class Prepuller:
         self.pin = pin
         self.interval, self.retry, self.poll, self.timeout = interval, retry, poll, timeout
         self._client = client
+        self._hub_node = None  # hub_node(), once known
+        self._hub_node_unknown = False  # said that docker could not tell it
         self.done = {}  # image -> {node ID: (pulled, monotonic time)}
         self.jobs = {}  # image -> PullJob
         self.hostnames = {}  # node ID -> hostname
@@ -1825,11 +1835,28 @@ class Prepuller:
             await asyncio.sleep(self.poll if self.jobs else max(
                 0.0, min(self.poll * 5, next_look - time.monotonic())))
 
+    async def hub_node(self):
+        """The ID of the node whose engine the hub talks to (its checks and
+        pulls before a spawn happen there); "" when docker cannot say."""
+        if self._hub_node is None:
+            try:
+                self._hub_node = ((await self.call("info")).get("Swarm") or {}).get("NodeID", "")
+            except Exception as e:
+                if not self._hub_node_unknown:  # once, not at every look
+                    self.log.warning("Pre-pull: could not ask the engine for its node: %s", e)
+                self._hub_node_unknown = True
+                return ""
+        return self._hub_node
+
     async def start_jobs(self):
         nodes = await self.call("nodes")
         self.hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname", n["ID"][:12])
                           for n in nodes}
         wanted = images_wanted(self.targets, nodes, self.platforms)
+        # the hub's own node too (its check before each spawn pulls there,
+        # SPAWNER_PULL_POLICY), for each image some node may run
+        targets = self.targets + with_hub_node(wanted, await self.hub_node())
+        wanted = images_wanted(targets, nodes, self.platforms)
         nowhere = tuple(i for i in dict.fromkeys(t.image for t in self.targets) if i not in wanted)
         if nowhere != self._nowhere:  # said when it changes, not at every look
             self._nowhere = nowhere
@@ -1838,7 +1865,7 @@ class Prepuller:
                               "platforms or GPUs): not pulled", ", ".join(nowhere))
         for image, expected in to_pull(wanted, self.done, self.jobs, time.monotonic(),
                                        self.retry).items():
-            constraints = job_constraints(image, self.targets, nodes, self.platforms)
+            constraints = job_constraints(image, targets, nodes, self.platforms)
             spec = prepull_spec(image, constraints, self.platforms, self.hub_name,
                                 await self.reference(image))
             try:

@@ -28,6 +28,7 @@ DATA_VOLUME = f"{STACK}_jupyterhub-data"
 # docker-compose.nfs.yml's share root in the hub (keeps its options: removed)
 SHARE_ROOT_VOLUME = f"{STACK}_jupyterhub-share-root"
 USER_SERVICE_PREFIX = "jupyter-"
+PREPULL_JOB_PREFIX = "jupyter-prepull--"  # jupyterhub_swarm.PREPULL_PREFIX
 USER_VOLUME_PREFIX = "jupyterhub-user-"
 
 # The engine the helpers below talk to (None: the docker CLI's default, the
@@ -151,9 +152,15 @@ def network_id(name):
     return docker("network", "inspect", "-f", "{{.Id}}", name).stdout.strip()
 
 
-def user_services():
-    """Services created by the hub (one per running user server)."""
+def hub_services():
+    """Every service the hub made: its user servers and pre-pull jobs."""
     return service_names(USER_SERVICE_PREFIX)
+
+
+def user_services():
+    """The hub's user servers (one service per running server), not its
+    pre-pull jobs, which come and go by themselves."""
+    return [s for s in hub_services() if not s.startswith(PREPULL_JOB_PREFIX)]
 
 
 def service_inspect(name):
@@ -271,13 +278,13 @@ def cleanup(timeout=120):
     """Remove the stack, the hub's user services, the network and the test
     volumes. Idempotent; leaves dockerd and the swarm running."""
     started = time.monotonic()
-    for name in user_services():
+    for name in hub_services():
         docker("service", "rm", name, check=False)
     if service_names(f"{STACK}_"):
         docker("stack", "rm", STACK, check=False)
 
     def gone():
-        if service_names(f"{STACK}_") or user_services():
+        if service_names(f"{STACK}_") or hub_services():
             return False
         for _, service in containers():
             if service.startswith((f"{STACK}_", USER_SERVICE_PREFIX)):

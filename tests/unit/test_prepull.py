@@ -345,11 +345,15 @@ class FakeEngine:
         self.nodes_ = nodes
         self.missing = set(missing)
         self.jobs = {}  # id -> spec
+        self.constraints = {}  # image -> its job's placement constraints
         self.created, self.removed = [], []
         self.looks = 0
 
     def nodes(self):
         return self.nodes_
+
+    def info(self):  # the hub talks to the first node's engine
+        return {"Swarm": {"NodeID": self.nodes_[0]["ID"]}}
 
     def services(self, filters=None):
         return []
@@ -357,6 +361,8 @@ class FakeEngine:
     def create_service(self, task_template, name, labels, mode):
         ident = f"s{len(self.created)}"
         self.jobs[ident] = (task_template["ContainerSpec"]["Image"], name)
+        self.constraints[task_template["ContainerSpec"]["Image"]] = (
+            task_template.get("Placement") or {}).get("Constraints") or []
         self.created.append(name)
         return {"ID": ident}
 
@@ -444,3 +450,31 @@ def test_with_ifnotpresent_a_job_pulls_the_digest_the_servers_will_run(policy, p
     pulled = sorted(image for image, _ in engine.jobs.values())
     first = f"reg/nb:1@{HubNodeCopies.DIGEST}" if pinned else "reg/nb:1"
     assert pulled == sorted([first, "reg/nb:local", "reg/nb:new"]), pulled
+
+
+def test_the_hubs_own_node_gets_each_image_some_node_may_run():
+    """The servers run on workers only, but the hub's check before each
+    spawn (SPAWNER_PULL_POLICY) pulls on the manager it talks to: the jobs
+    cover it too, except for an image no node may run."""
+    engine = FakeEngine([MANAGER, CPU, GPU])
+    prepuller = Prepuller((PullTarget("nb:1", ("node.role==worker",)),
+                           PullTarget("nb:cuda", ("node.role==worker",), 1),
+                           PullTarget("nb:tpu", ("node.labels.tpu==yes",))), (), "hub", Log(), engine)
+    asyncio.run(prepuller.start_jobs())
+    expected = {image: sorted(prepuller.hostname(n) for n in job.expected)
+                for image, job in prepuller.jobs.items()}
+    assert expected == {"nb:1": ["cpu1", "gpu1", "manager1"], "nb:cuda": ["gpu1", "manager1"]}
+    assert set(engine.constraints) == {"nb:1", "nb:cuda"}
+    # the jobs' own constraints say the same to swarm: no other node takes them
+    for image, nodes in expected.items():
+        constraints = engine.constraints[image]
+        allowed = [n["Description"]["Hostname"] for n in (MANAGER, CPU, GPU)
+                   if node_matches(n, constraints)]
+        assert sorted(allowed) == nodes, (image, constraints)
+
+
+def test_the_e2e_harness_knows_the_jobs_names():
+    """tests/e2e/swarm.py tells the pre-pull jobs from user servers by this
+    prefix (without importing the hub's module)."""
+    from e2e import swarm
+    assert swarm.PREPULL_JOB_PREFIX == PREPULL_PREFIX
