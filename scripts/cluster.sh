@@ -27,7 +27,9 @@
 #   env      print `export` lines describing the cluster (eval "$(... env)").
 #   load     copy images from the host's engine into every node (docker save
 #            once to /var/tmp, docker load into the nodes in parallel; skipped
-#            where the same image ID is already there). There is no registry.
+#            where the same image ID is already there). Or pull from the tests'
+#            registry: `registry-up.sh cluster` serves it at 10.200.0.1:5000
+#            (CLUSTER_REGISTRY_ADDR), an insecure registry for every node.
 #            ~30-60 s for a 500 MB image on 2 cores.
 #
 # Talk to a node:  docker -H unix:///run/jhs-cluster/node1.sock ...
@@ -36,7 +38,8 @@
 # not route. Use `--endpoint-mode dnsrr` (names resolve to task addresses) and
 # `--publish mode=host,...` ports (reachable from the host at 10.200.0.1x).
 # The nodes have no default route: nothing leaves the machine, image pulls
-# fail fast (use `load`, and `--no-resolve-image` / `--resolve-image never`).
+# fail fast (use `load`, and `--no-resolve-image` / `--resolve-image never`),
+# except from the tests' registry on the bridge (above).
 #
 # Environment:
 #   JHS_CLUSTER_STORAGE_DRIVER   force a storage driver (default: overlay2 if an
@@ -242,6 +245,8 @@ start_dockerd() {
         --cgroup-parent "/jhs-cluster-$n"
         --swarm-default-advertise-addr "${NODE_IP[$n]}"
         --label "jhs-cluster.node=$n"
+        # the tests' registry as the nodes reach it (registry-up.sh cluster)
+        --insecure-registry "${CLUSTER_REGISTRY_ADDR}"
     )
     if [ "$n" = "${GPU_NODE}" ]; then
         for g in "${GPU_IDS[@]}"; do args+=(--node-generic-resource "${GPU_RESOURCE}=$g"); done
@@ -292,6 +297,11 @@ ensure_daemons() {
             stop_dockerd "$n"
             pid=""
         fi
+        if [ -n "${pid}" ] && engine_answers "$n" && ! knows_registry "$n"; then
+            log "$n: dockerd ${pid} was started without --insecure-registry ${CLUSTER_REGISTRY_ADDR}; restarting it"
+            stop_dockerd "$n"
+            pid=""
+        fi
         if [ -n "${pid}" ]; then
             if engine_answers "$n"; then
                 log "$n: dockerd running (pid ${pid})"
@@ -320,6 +330,12 @@ ensure_daemons() {
         done
         log "$n: dockerd answers ($(ndocker "$n" info --format '{{.Driver}}, hostname {{.Name}}'))"
     done
+}
+
+# does the node's dockerd take the tests' registry as insecure (plain HTTP)?
+knows_registry() {
+    ndocker "$1" info --format '{{range $k, $v := .RegistryConfig.IndexConfigs}}{{$k}} {{end}}' \
+        2>/dev/null | tr ' ' '\n' | grep -qxF "${CLUSTER_REGISTRY_ADDR}"
 }
 
 # processes of a node whose dockerd is gone (containerd, shims)

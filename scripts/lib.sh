@@ -43,6 +43,11 @@ KEY_LABEL="org.jhswarm.standin.key"
 # setting on this machine
 REGISTRY_ADDR="${JHSWARM_REGISTRY_ADDR:-127.0.0.1:5000}"
 REGISTRY_DIR=/var/lib/jhswarm-registry   # config.yml, data/, registry.pid
+# the same registry (its storage) as the nodes of scripts/cluster.sh reach it:
+# a second listener on the cluster bridge's host address, which each node's
+# dockerd is told is an insecure (plain HTTP) registry; pushes go through
+# ${REGISTRY_ADDR}, and ${CLUSTER_REGISTRY_ADDR}/<name> is the same image
+CLUSTER_REGISTRY_ADDR=10.200.0.1:5000
 REGISTRY_LOG=/var/log/jhswarm-registry.log
 # what registry-up.sh pushes: each stand-in under ${REGISTRY_ADDR}/<its name>
 REGISTRY_IMAGES="${HUB_TAG} ${NB_TAG}"
@@ -252,19 +257,34 @@ cleanup_rootfs() {
 # htpasswd file and listens on every address), in the background with
 # setsid: there is no systemd here. Its pid is in ${REGISTRY_DIR}/registry.pid.
 
-registry_answers() {
-    curl -fsS -m 5 -o /dev/null "http://${REGISTRY_ADDR}/v2/" 2>/dev/null
+# Each listener is one docker-registry process on one address (default
+# ${REGISTRY_ADDR}), all of them on the same storage; its files are
+# ${REGISTRY_DIR}/config.yml and registry.pid for ${REGISTRY_ADDR}, and
+# config-<addr>.yml and registry-<addr>.pid for another address.
+registry_file() { # registry_file ADDR config|pid
+    if [ "$1" = "${REGISTRY_ADDR}" ]; then
+        [ "$2" = config ] && echo "${REGISTRY_DIR}/config.yml" || echo "${REGISTRY_DIR}/registry.pid"
+    else
+        [ "$2" = config ] && echo "${REGISTRY_DIR}/config-${1//:/_}.yml" ||
+            echo "${REGISTRY_DIR}/registry-${1//:/_}.pid"
+    fi
 }
 
-registry_pid() {
+registry_answers() { # [ADDR]
+    curl -fsS -m 5 -o /dev/null "http://${1:-${REGISTRY_ADDR}}/v2/" 2>/dev/null
+}
+
+registry_pid() { # [ADDR]
     local p
-    p="$(cat "${REGISTRY_DIR}/registry.pid" 2>/dev/null)" || return 1
+    p="$(cat "$(registry_file "${1:-${REGISTRY_ADDR}}" pid)" 2>/dev/null)" || return 1
     [ -n "$p" ] && kill -0 "$p" 2>/dev/null && printf '%s\n' "$p"
 }
 
-registry_write_config() {
+registry_write_config() { # ADDR
+    local config
+    config="$(registry_file "$1" config)"
     mkdir -p "${REGISTRY_DIR}/data"
-    cat >"${REGISTRY_DIR}/config.yml.new" <<EOF
+    cat >"${config}.new" <<EOF
 # written by scripts/registry-up.sh (scripts/lib.sh: registry_write_config)
 version: 0.1
 log:
@@ -277,54 +297,57 @@ storage:
   delete:
     enabled: true
 http:
-  addr: ${REGISTRY_ADDR}
+  addr: $1
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
-    mv "${REGISTRY_DIR}/config.yml.new" "${REGISTRY_DIR}/config.yml"
+    mv "${config}.new" "${config}"
 }
 
-# registry_up: install docker-registry if missing and make it answer on
-# ${REGISTRY_ADDR}; only a check when it already does
+# registry_up [ADDR]: install docker-registry if missing and make it answer
+# on ADDR (default ${REGISTRY_ADDR}); only a check when it already does. A
+# listener that runs but does not answer (its address gone: the cluster's
+# bridge was removed) is stopped and started again.
 registry_up() {
+    local addr="${1:-${REGISTRY_ADDR}}" pid i
     apt_install docker-registry curl
     [ -x /usr/bin/docker-registry ] || die "/usr/bin/docker-registry missing after installing docker-registry"
-    if registry_answers; then
-        log "registry answers on http://${REGISTRY_ADDR}/v2/ (pid $(registry_pid || echo '?'))"
+    if registry_answers "${addr}"; then
+        log "registry answers on http://${addr}/v2/ (pid $(registry_pid "${addr}" || echo '?'))"
         return 0
     fi
-    local pid i
-    if pid="$(registry_pid)"; then
-        log "registry (pid ${pid}) runs but does not answer yet; waiting"
-    else
-        registry_write_config
-        log "starting docker-registry on ${REGISTRY_ADDR} (storage ${REGISTRY_DIR}/data, log ${REGISTRY_LOG})"
-        setsid nohup /usr/bin/docker-registry serve "${REGISTRY_DIR}/config.yml" \
-            >>"${REGISTRY_LOG}" 2>&1 </dev/null &
-        pid=$!
-        disown || true
-        printf '%s\n' "${pid}" >"${REGISTRY_DIR}/registry.pid"
+    if pid="$(registry_pid "${addr}")"; then
+        log "registry (pid ${pid}) runs but does not answer on ${addr}; starting it again"
+        registry_stop "${addr}"
     fi
+    registry_write_config "${addr}"
+    log "starting docker-registry on ${addr} (storage ${REGISTRY_DIR}/data, log ${REGISTRY_LOG})"
+    setsid nohup /usr/bin/docker-registry serve "$(registry_file "${addr}" config)" \
+        >>"${REGISTRY_LOG}" 2>&1 </dev/null &
+    pid=$!
+    disown || true
+    printf '%s\n' "${pid}" >"$(registry_file "${addr}" pid)"
     for i in $(seq 1 60); do
-        if registry_answers; then
-            log "registry up after ~${i}s (pid ${pid})"
+        if registry_answers "${addr}"; then
+            log "registry up on ${addr} after ~${i}s (pid ${pid})"
             return 0
         fi
         if ! kill -0 "${pid}" 2>/dev/null; then
             tail -n 20 "${REGISTRY_LOG}" >&2 || true
-            die "docker-registry (pid ${pid}) exited; see ${REGISTRY_LOG} (is ${REGISTRY_ADDR} taken by another program?)"
+            die "docker-registry (pid ${pid}) exited; see ${REGISTRY_LOG} (is ${addr} taken by another program, or not an address of this machine?)"
         fi
         sleep 1
     done
     tail -n 20 "${REGISTRY_LOG}" >&2 || true
-    die "docker-registry did not answer on http://${REGISTRY_ADDR}/v2/ within 60s; see ${REGISTRY_LOG}"
+    die "docker-registry did not answer on http://${addr}/v2/ within 60s; see ${REGISTRY_LOG}"
 }
 
-# registry_stop: stop the registry that registry_up started (its data stays)
+# registry_stop [ADDR]: stop the listener registry_up started on ADDR (the
+# data stays)
 registry_stop() {
-    local pid i
-    if ! pid="$(registry_pid)"; then
-        log "registry not running"
+    local addr="${1:-${REGISTRY_ADDR}}" pid i
+    if ! pid="$(registry_pid "${addr}")"; then
+        log "registry not running on ${addr}"
         return 0
     fi
     kill "${pid}"
@@ -333,8 +356,8 @@ registry_stop() {
         sleep 0.5
     done
     if kill -0 "${pid}" 2>/dev/null; then kill -9 "${pid}"; fi
-    rm -f "${REGISTRY_DIR}/registry.pid"
-    log "registry (pid ${pid}) stopped"
+    rm -f "$(registry_file "${addr}" pid)"
+    log "registry (pid ${pid}) on ${addr} stopped"
 }
 
 # registry_tag_digest NAME:TAG: the digest the registry serves for the tag

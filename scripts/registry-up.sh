@@ -8,6 +8,11 @@
 #
 #   bash scripts/registry-up.sh         install, start, push the stand-ins
 #   bash scripts/registry-up.sh stop    stop it (the data stays)
+#   bash scripts/registry-up.sh cluster       the same registry also on the
+#        cluster bridge's host address, 10.200.0.1:5000 (CLUSTER_REGISTRY_ADDR),
+#        for the nodes of scripts/cluster.sh (after `cluster.sh up`, which
+#        tells their dockerds it is insecure); the first listener is made too
+#   bash scripts/registry-up.sh cluster-stop  stop that listener only
 #
 # Run by scripts/test.sh, and by the registry test itself when it is not.
 # The helpers are lib.sh's (registry_up, registry_push, registry_stop).
@@ -32,7 +37,16 @@ case "${1:-up}" in
     stop)
         registry_stop
         ;;
+    cluster)
+        step "registry on ${REGISTRY_ADDR}" registry_up
+        ip -o addr show | grep -qF " inet ${CLUSTER_REGISTRY_ADDR%:*}/" ||
+            die "${CLUSTER_REGISTRY_ADDR%:*} is no address of this machine: run scripts/cluster.sh up first"
+        step "registry on ${CLUSTER_REGISTRY_ADDR} (the cluster's nodes)" registry_up "${CLUSTER_REGISTRY_ADDR}"
+        ;;
+    cluster-stop)
+        registry_stop "${CLUSTER_REGISTRY_ADDR}"
+        ;;
     *)
-        die "usage: registry-up.sh [up|stop] (got '$1')"
+        die "usage: registry-up.sh [up|stop|cluster|cluster-stop] (got '$1')"
         ;;
 esac

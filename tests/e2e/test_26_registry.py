@@ -119,11 +119,11 @@ def marker_of(service):
     return swarm.docker("exec", container, "cat", MARKER).stdout.strip()
 
 
-def registry_digest(ref):
-    """The digest the registry itself gives for `ref`'s tag (its HTTP API,
-    not the engine)."""
-    name, tag = ref[len(REGISTRY) + 1:].rsplit(":", 1)
-    r = requests.head(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", timeout=30, headers={
+def registry_digest(ref, addr=REGISTRY):
+    """The digest the registry itself gives for `ref`'s tag (its HTTP API at
+    `addr`, the address `ref` names; not the engine)."""
+    name, tag = ref[len(addr) + 1:].rsplit(":", 1)
+    r = requests.head(f"http://{addr}/v2/{name}/manifests/{tag}", timeout=30, headers={
         "Accept": ", ".join(MANIFEST_TYPES)})
     assert r.status_code == 200, (ref, r.status_code, r.headers)
     return r.headers["Docker-Content-Digest"]
