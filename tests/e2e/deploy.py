@@ -228,6 +228,12 @@ def deploy(tls_ca=None, extra_files=(), wait=True, resolve_image="never", **over
         except AssertionError:
             log("hub logs:\n" + swarm.hub_logs(100))
             raise
+    # the hub answers before the stack's docker-api may: a spawn refused in
+    # that moment found JupyterHub's clean-up stop waiting for docker, and
+    # the spawn page said "stopping" instead of the refusal (test_19)
+    with phase("docker-api running"):
+        wait_for(lambda: swarm.running_task(swarm.DOCKER_API_SERVICE), 120,
+                 f"a running task of {swarm.DOCKER_API_SERVICE}", 0.5)
     return d
 
 
