@@ -663,6 +663,17 @@ def pinned_image(image, repo_digests):
     return image
 
 
+async def pin_to_held(inspect_image, image):
+    """pinned_image of the copy of `image` that `inspect_image` (an async
+    docker call on the hub's node) finds; `image` as it is when there is
+    none."""
+    try:
+        held = (await inspect_image(image)).get("RepoDigests") or ()
+    except NotFound:
+        return image
+    return pinned_image(image, held)
+
+
 def engine_unreachable(error):
     """Did a docker call fail to connect at all (refused, or no such name:
     the stack's docker-api restarting)? Then nothing reached the engine and
@@ -1183,11 +1194,10 @@ class SwarmUserSpawner(SwarmSpawner):
         tag moved in the registry does not change it until the hub pulls
         again (always). The tag as it was when docker cannot say."""
         try:
-            held = (await self.docker("inspect_image", image)).get("RepoDigests") or ()
+            pinned = await pin_to_held(lambda i: self.docker("inspect_image", i), image)
         except Exception as e:
             self.log.warning("Could not read the digest of %s on the hub's node: %s", image, e)
             return image
-        pinned = pinned_image(image, held)
         if pinned != image:
             self.log.info("%s is %s on the hub's node: %s runs that", image,
                           pinned.rpartition("@")[2], self.service_name)
@@ -1886,11 +1896,7 @@ class Prepuller:
         node's copy (pinned_image); the tag when that node has none."""
         if not self.pin:
             return image
-        try:
-            held = (await self.call("inspect_image", image)).get("RepoDigests") or ()
-        except NotFound:
-            return image
-        return pinned_image(image, held)
+        return await pin_to_held(lambda i: self.call("inspect_image", i), image)
 
     async def check_jobs(self):
         """Look at the jobs in flight; remove the finished ones. True when

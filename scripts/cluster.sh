@@ -72,7 +72,7 @@ GPU_RESOURCE=NVIDIA-GPU
 GPU_IDS=(GPU-fake0 GPU-fake1)
 
 BRIDGE=jhs-br0
-BRIDGE_ADDR=10.200.0.1/24
+BRIDGE_ADDR=${CLUSTER_HOST_ADDR}/24 # lib.sh
 SUBNET=10.200.0.0/24
 SWARM_ADDR_POOL=10.201.0.0/16 # overlay networks of the test swarm
 
@@ -601,6 +601,7 @@ cmd_env() {
     echo "export CLUSTER_GPU_RESOURCE=${GPU_RESOURCE}"
     echo "export CLUSTER_GPU_IDS=$(IFS=,; echo "${GPU_IDS[*]}")"
     echo "export CLUSTER_BRIDGE_ADDR=${BRIDGE_ADDR%/*}"
+    echo "export CLUSTER_REGISTRY_ADDR=${CLUSTER_REGISTRY_ADDR}"
     for n in "${NODES[@]}"; do
         N="$(echo "$n" | tr '[:lower:]' '[:upper:]')"
         echo "export CLUSTER_${N}_ADDR=${NODE_IP[$n]}"

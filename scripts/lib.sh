@@ -47,7 +47,8 @@ REGISTRY_DIR=/var/lib/jhswarm-registry   # config.yml, data/, registry.pid
 # a second listener on the cluster bridge's host address, which each node's
 # dockerd is told is an insecure (plain HTTP) registry; pushes go through
 # ${REGISTRY_ADDR}, and ${CLUSTER_REGISTRY_ADDR}/<name> is the same image
-CLUSTER_REGISTRY_ADDR=10.200.0.1:5000
+CLUSTER_HOST_ADDR=10.200.0.1  # the host's address on scripts/cluster.sh's bridge
+CLUSTER_REGISTRY_ADDR=${CLUSTER_HOST_ADDR}:5000
 REGISTRY_LOG=/var/log/jhswarm-registry.log
 # what registry-up.sh pushes: each stand-in under ${REGISTRY_ADDR}/<its name>
 REGISTRY_IMAGES="${HUB_TAG} ${NB_TAG}"

@@ -39,8 +39,8 @@ case "${1:-up}" in
         ;;
     cluster)
         step "registry on ${REGISTRY_ADDR}" registry_up
-        ip -o addr show | grep -qF " inet ${CLUSTER_REGISTRY_ADDR%:*}/" ||
-            die "${CLUSTER_REGISTRY_ADDR%:*} is no address of this machine: run scripts/cluster.sh up first"
+        ip -o addr show | grep -qF " inet ${CLUSTER_HOST_ADDR}/" ||
+            die "${CLUSTER_HOST_ADDR} is no address of this machine: run scripts/cluster.sh up first"
         step "registry on ${CLUSTER_REGISTRY_ADDR} (the cluster's nodes)" registry_up "${CLUSTER_REGISTRY_ADDR}"
         ;;
     cluster-stop)

@@ -37,14 +37,18 @@ pytestmark = pytest.mark.skipif(
     USE_REAL, reason="builds on the stand-in notebook image (JHSWARM_USE_REAL_IMAGES=1 builds none)")
 
 PUSH_ADDR = os.environ.get("JHSWARM_REGISTRY_ADDR", "127.0.0.1:5000")
-NODE_ADDR = "10.200.0.1:5000"  # lib.sh CLUSTER_REGISTRY_ADDR
 REPO = "jhswarm-e2e/cluster-nb"
 CPU_TAG, GPU_TAG = "cpu", "gpu"
 MARKER = "/opt/jhswarm-cluster-marker"
 
 
-def at_nodes(tag):
-    return f"{NODE_ADDR}/{REPO}:{tag}"
+def node_addr(cluster):
+    """The registry as the nodes reach it (scripts/cluster.sh env)."""
+    return cluster.env["CLUSTER_REGISTRY_ADDR"]
+
+
+def at_nodes(cluster, tag):
+    return f"{node_addr(cluster)}/{REPO}:{tag}"
 
 
 def build_and_push(tag):
@@ -77,14 +81,14 @@ def hub(cluster_hub, cluster):
                 build_and_push(tag)
             for node in cluster.nodes:
                 for tag in (CPU_TAG, GPU_TAG):
-                    cluster.docker(node, "image", "rm", at_nodes(tag), check=False)
-                    assert not has_image(cluster, node, at_nodes(tag))
+                    cluster.docker(node, "image", "rm", at_nodes(cluster, tag), check=False)
+                    assert not has_image(cluster, node, at_nodes(cluster, tag))
         settings = {
             **placement_settings(cluster),
-            "SPAWNER_NOTEBOOK_IMAGE": at_nodes(CPU_TAG),
+            "SPAWNER_NOTEBOOK_IMAGE": at_nodes(cluster, CPU_TAG),
             "SPAWNER_PULL_POLICY": "ifnotpresent",
             "SPAWNER_PREPULL": "true",
-            "SPAWNER_CONSTRAINT_IMAGES": f"gpu:calculation_type==gpu->{at_nodes(GPU_TAG)}",
+            "SPAWNER_CONSTRAINT_IMAGES": f"gpu:calculation_type==gpu->{at_nodes(cluster, GPU_TAG)}",
             "SPAWNER_CONSTRAINT_WITH_GPUS": "gpu->1",
         }
         cluster_hub.deployed_at = time.time()
@@ -98,7 +102,7 @@ def test_each_image_is_pre_pulled_on_the_nodes_that_may_run_it_only(hub, cluster
             cluster.manager: {CPU_TAG, GPU_TAG}}
     with phase("cluster registry: pre-pull jobs bring the images to the workers"):
         def pulled():
-            return all(has_image(cluster, node, at_nodes(tag))
+            return all(has_image(cluster, node, at_nodes(cluster, tag))
                        for node, tags in want.items() for tag in tags)
         try:
             wait_for(pulled, 300, "the pre-pull jobs to bring each image to its nodes", interval=2)
@@ -111,7 +115,7 @@ def test_each_image_is_pre_pulled_on_the_nodes_that_may_run_it_only(hub, cluster
             "service", "ls", "--format", "{{.Name}}").stdout.split()
             if s.startswith("jupyter-prepull--")], 120, "the finished jobs removed", interval=2)
     # nowhere else: node2 has no GPUs
-    assert not has_image(cluster, cluster.cpu_node, at_nodes(GPU_TAG))
+    assert not has_image(cluster, cluster.cpu_node, at_nodes(cluster, GPU_TAG))
     for node in want:
         pulls = pulls_since(cluster, node, hub.deployed_at - 5)
         assert any(REPO in p for p in pulls), (node, pulls)
@@ -137,8 +141,8 @@ def test_a_server_starts_by_digest_and_its_node_pulls_nothing(hub, cluster, name
         _, took = start_and_wait(client, name, timeout=300)
     spec = cluster.spec_of(service)
     node = cluster.node_of(service)
-    digest = registry_digest(at_nodes(tag), NODE_ADDR)  # the registry's own answer
-    assert full_image(spec) == f"{at_nodes(tag)}@{digest}", full_image(spec)
+    digest = registry_digest(at_nodes(cluster, tag), node_addr(cluster))  # the registry's own answer
+    assert full_image(spec) == f"{at_nodes(cluster, tag)}@{digest}", full_image(spec)
     assert node in cluster.workers, node
     if tag == GPU_TAG:
         assert node == cluster.gpu_node, node
