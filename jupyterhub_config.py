@@ -54,6 +54,7 @@ from jupyterhub_swarm import (  # noqa: E402
     mask_url,
     password_too_long,
     printable_name,
+    renew_hub_certificate,
     run_config_file,
     running_hub,
     server_path,
@@ -605,6 +606,21 @@ def parse_db_url(url):
     return scheme + url[len(parts.scheme):]
 
 
+# A host name (RFC 1123 labels, as swarm service names are) or an IP address.
+HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+HOST_FORMS = "a host name or IP address, without scheme or port (the port is HUB_HUB_PORT)"
+
+
+def parse_host(host):
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if len(host) > 253 or not HOST_NAME.fullmatch(host):
+        raise ValueError("not a host name")
+    return host
+
+
 def parse_http_url(url):
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -657,6 +673,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 HUB = [
     ("HUB_HUB_PORT", port, 8001, "JupyterHub.hub_port"),
     ("HUB_CONNECT_IP", text, "jupyterhub", "JupyterHub.hub_connect_ip"),
+    ("HUB_API_RELAY", rule(parse_host, HOST_FORMS), None, None),
     ("HUB_PORT", port, 8000, "JupyterHub.port"),
     ("HUB_SSL_KEY", text, None, None),
     ("HUB_SSL_CERT", text, None, None),
@@ -716,8 +733,15 @@ def update_hub(c, env):
         hub.ssl_key, hub.ssl_cert = ssl_key, ssl_cert
 
     internal_ssl_path = v["HUB_INTERNAL_SSL_PATH"]
+    relay = v["HUB_API_RELAY"]
+    if relay:
+        # Servers cache the hub's address (jupyterhub-singleuser 6.x: for
+        # docker's TTL of 600 s); the relay keeps one address and follows
+        # the hub to its new one at once (docker-compose.swarm.yml, hub-relay).
+        scheme = "https" if internal_ssl_path else "http"
+        c.Spawner.hub_connect_url = f"{scheme}://{url_host(relay)}:{hub_port}"
     if internal_ssl_path:
-        update_internal_ssl(c, internal_ssl_path)
+        update_internal_ssl(c, internal_ssl_path, relay)
     cull_timeout = v["HUB_CULL_IDLE_TIMEOUT"]
     if cull_timeout:
         update_culler(c, cull_timeout, v["HUB_CULL_EVERY"], v["HUB_CULL_MAX_AGE"],
@@ -752,7 +776,11 @@ def update_metrics(c, token):
                 {"name": "metrics", "scopes": ["read:metrics"], "services": [METRICS_SERVICE]})
 
 
-def update_internal_ssl(c, path):
+def url_host(host):
+    return f"[{host}]" if ":" in host else host
+
+
+def update_internal_ssl(c, path, relay=None):
     """Hub, proxy and user servers verify each other with certificates from
     CAs JupyterHub keeps in `path`. The names they reach each other by go
     into the certificates; the proxy's API then speaks HTTPS only."""
@@ -765,7 +793,9 @@ def update_internal_ssl(c, path):
     if api_url.scheme == "http":
         proxy.api_url = api_url._replace(scheme="https").geturl()
     names = []
-    for host in (hub.hub_connect_ip, api_url.hostname):
+    for host in (hub.hub_connect_ip, relay, api_url.hostname):
+        if not host:
+            continue
         try:
             kind = "IP" if ipaddress.ip_address(host) else "DNS"
         except ValueError:
@@ -773,6 +803,16 @@ def update_internal_ssl(c, path):
         if f"{kind}:{host}" not in names:
             names.append(f"{kind}:{host}")
     hub.trusted_alt_names = names
+
+
+def renew_hub_cert(path, names):
+    """A hub certificate from before a name was added (HUB_API_RELAY, a new
+    HUB_CONNECT_IP) is signed again, by the same CA, with every name."""
+    missing = renew_hub_certificate(path, names)
+    if missing:
+        print(f"jupyterhub_config: the hub's certificate in {path} lacked {', '.join(missing)}: "
+              "JupyterHub signs a new one with its CA (the servers' and the proxy's stay valid)",
+              flush=True)
 
 
 def update_culler(c, timeout, every, max_age, hub_port, internal_ssl_path):
@@ -1193,6 +1233,8 @@ if "get_config" in globals():  # loaded by jupyterhub
     configure(c, Env(os.environ))
     if running_hub():  # every variable is valid: now the database
         check_database(c.JupyterHub.db_url, c.JupyterHub.upgrade_db)
+        if c.JupyterHub.get("internal_ssl"):
+            renew_hub_cert(c.JupyterHub.internal_certs_location, c.JupyterHub.trusted_alt_names)
 elif __name__ == "__main__":  # the check command
     from traitlets.config import Config
 

@@ -1394,6 +1394,53 @@ def export_proxy_certs(files, directory, owner):
         os.replace(tmp, target)
 
 
+# JupyterHub's own certificate for the hub (internal_ssl), in its certipy
+# store under HUB_INTERNAL_SSL_PATH.
+HUB_CERT_RECORD = "hub-internal"
+
+
+def certificate_names(pem):
+    """The subject alternative names of a PEM certificate, as JupyterHub
+    writes them ("DNS:jupyterhub", "IP:10.0.0.5")."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return ({f"DNS:{name}" for name in san.get_values_for_type(x509.DNSName)}
+            | {f"IP:{ip}" for ip in san.get_values_for_type(x509.IPAddress)})
+
+
+def renew_hub_certificate(path, names):
+    """Remove the hub's certificate kept in the certipy store at `path` if
+    it lacks one of `names` ("DNS:hub-relay"), so that JupyterHub signs a
+    new one with them at start; JupyterHub itself keeps an existing one
+    whatever its names. The CAs stay: servers and the proxy, which trust
+    the hub's CA, trust the new certificate too. Returns the names that
+    were missing (none: nothing removed)."""
+    from certipy import CertNotFoundError, CertStore
+
+    if not os.path.exists(os.path.join(path, "certipy.json")):
+        return []  # the first start: JupyterHub makes it with every name
+    store = CertStore(containing_dir=path)
+    try:
+        record = store.get_record(HUB_CERT_RECORD)
+        with open(record["files"]["cert"], "rb") as f:
+            have = certificate_names(f.read())
+    except (CertNotFoundError, KeyError, OSError, ValueError):
+        return []  # JupyterHub makes a missing one; an unreadable one stops it, saying why
+    def normal(name):  # "IP:0:0::1" and "IP:::1" are one address
+        return f"IP:{ipaddress.ip_address(name[3:])}" if name.startswith("IP:") else name
+
+    held = {normal(n) for n in have}
+    missing = [n for n in names if normal(n) not in held]
+    if missing:
+        store.remove_files(HUB_CERT_RECORD, delete_dir=True)
+    return missing
+
+
 class FreshResolver(ThreadedResolver):
     """Host names through getaddrinfo, asked anew for every connection.
 

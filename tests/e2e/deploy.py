@@ -231,9 +231,11 @@ def deploy(tls_ca=None, extra_files=(), wait=True, resolve_image="never", **over
     # the hub answers before the stack's docker-api may: a spawn refused in
     # that moment found JupyterHub's clean-up stop waiting for docker, and
     # the spawn page said "stopping" instead of the refusal (test_19)
-    with phase("docker-api running"):
-        wait_for(lambda: swarm.running_task(swarm.DOCKER_API_SERVICE), 120,
-                 f"a running task of {swarm.DOCKER_API_SERVICE}", 0.5)
+    # (and servers reach the hub's API through hub-relay)
+    with phase("docker-api and hub-relay running"):
+        for service in (swarm.DOCKER_API_SERVICE, swarm.RELAY_SERVICE):
+            wait_for(lambda: swarm.running_task(service), 120,
+                     f"a running task of {service}", 0.5)
     return d
 
 

@@ -24,6 +24,7 @@ HUB_SERVICE = f"{STACK}_jupyterhub"
 PROXY_SERVICE = f"{STACK}_proxy"
 DOCKER_API_SERVICE = f"{STACK}_docker-api"  # the engine's API, filtered, for the hub
 DOCKER_NETWORK = f"{STACK}_jupyterhub_docker"  # hub <-> docker-api
+RELAY_SERVICE = f"{STACK}_network-anchor"  # as hub-relay: the servers' way to the hub's API
 DATA_VOLUME = f"{STACK}_jupyterhub-data"
 # docker-compose.nfs.yml's share root in the hub (keeps its options: removed)
 SHARE_ROOT_VOLUME = f"{STACK}_jupyterhub-share-root"
@@ -137,6 +138,11 @@ def spec_of(service):
 
 def image_of(spec):
     return spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+
+
+def spec_env(spec):
+    env = spec["TaskTemplate"]["ContainerSpec"].get("Env") or []
+    return dict(e.split("=", 1) for e in env)
 
 
 def constraints_of(spec):
@@ -379,6 +385,7 @@ REACH = (
 # tests/e2e_cluster/test_04 from a server on a worker)
 WALL_PROBES = {
     "hub API": ("jupyterhub", 8001, "/hub/api/"),
+    "hub API through hub-relay": ("hub-relay", 8001, "/hub/api/"),
     "public proxy port": ("proxy", 8000, "/hub/health"),
     "proxy API by the proxy's name": ("proxy", 8001, None),
     "proxy API by its internal name": ("proxy-api", 8001, None),
@@ -389,6 +396,7 @@ WALL_PROBES = {
 def assert_walled_off(seen):
     """What reach_from(service, WALL_PROBES) saw, as the stack must have it."""
     assert seen["hub API"] == "HTTP 200", seen
+    assert seen["hub API through hub-relay"] == "HTTP 200", seen
     assert seen["public proxy port"] == "HTTP 200", seen
     assert seen["proxy API by the proxy's name"].startswith("refused"), seen
     assert seen["proxy API by its internal name"] == "no such name", seen

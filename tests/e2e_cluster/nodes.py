@@ -215,9 +215,7 @@ def spec_generic_resources(spec):
     return reservations.get("GenericResources") or []
 
 
-def spec_env(spec):
-    env = spec["TaskTemplate"]["ContainerSpec"].get("Env") or []
-    return dict(e.split("=", 1) for e in env)
+spec_env = swarm.spec_env
 
 
 def gpu_reservation(count):
