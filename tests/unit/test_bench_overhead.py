@@ -1,30 +1,25 @@
 """Smoke tests of bench/overhead.py without an engine: its command line and
 the table it writes. The benchmark itself runs by hand (docs/performance.md)."""
 
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench_script import help_text
+from bench_script import load as _load
+
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "overhead.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("bench_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("overhead")
 
 
 def test_help_runs():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--help"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    out = help_text("overhead")
     for option in ("--quick", "--reps", "--burst", "--only", "--no-build"):
-        assert option in out.stdout
+        assert option in out
 
 
 def test_quick_is_tiny():
