@@ -187,10 +187,15 @@ def _on_cluster(cluster):
 
 
 class ClusterHub:
-    """The stack deployed on the cluster, reconfigured per module."""
+    """The stack deployed on the cluster, reconfigured per module.
 
-    def __init__(self, cluster):
+    `resolve_image`: the CLI's --resolve-image of every deploy ("never": the
+    images loaded into the nodes; None: the CLI asks the registry for the
+    digests, for a stack whose images come from a registry, bench/first_spawn.py)."""
+
+    def __init__(self, cluster, resolve_image="never"):
         self.cluster = cluster
+        self.resolve_image = resolve_image
         self.deployment = None
         self.settings = None
         self.admin = None
@@ -208,7 +213,7 @@ class ClusterHub:
         with self.cluster.target():
             if self.deployment is None:
                 with phase("cluster: deploy the stack on the manager"):
-                    self.deployment = e2e.deploy(**settings)
+                    self.deployment = e2e.deploy(resolve_image=self.resolve_image, **settings)
             elif settings != self.settings:
                 self._redeploy(settings)
             self.settings = settings
@@ -227,7 +232,7 @@ class ClusterHub:
         changed = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
         with phase(f"cluster: re-deploy with new {', '.join(changed)}"):
             old = swarm.running_task(swarm.HUB_SERVICE)
-            swarm.stack_deploy(env)
+            swarm.stack_deploy(env, resolve_image=self.resolve_image)
             e2e.check_interpolation(env)
 
             def new_hub_healthy():

@@ -51,12 +51,17 @@ def at_nodes(cluster, tag):
     return f"{node_addr(cluster)}/{REPO}:{tag}"
 
 
-def build_and_push(tag):
-    ref = f"{PUSH_ADDR}/{REPO}:{tag}"
+def build_and_push(tag, repo=REPO, then=""):
+    """{PUSH_ADDR}/{repo}:{tag} FROM the notebook stand-in with MARKER saying
+    `tag`, pushed; `then`: more shell commands in the same RUN (the layer of
+    data of bench/first_spawn.py). Returns the pushed reference."""
+    ref = f"{PUSH_ADDR}/{repo}:{tag}"
+    run = f"echo {tag} > {MARKER}" + (f" && {then}" if then else "")
     swarm.docker("build", "-q", "-t", ref, "-", env={**os.environ, "DOCKER_BUILDKIT": "0"},
-                 input_text=f"FROM {NOTEBOOK_IMAGE}\nUSER root\nRUN echo {tag} > {MARKER}\n"
-                            "USER 1000\n", timeout=600)
+                 input_text=f"FROM {NOTEBOOK_IMAGE}\nUSER root\nRUN {run}\nUSER 1000\n",
+                 timeout=600)
     swarm.docker("push", ref, timeout=900)
+    return ref
 
 
 def has_image(cluster, node, ref):
