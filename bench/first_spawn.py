@@ -305,15 +305,12 @@ class FirstSpawn:
 
     def pulls(self, node, since, repo_ref):
         """Unix times of the node engine's pulls of repo_ref since `since`."""
-        out = self.cluster.docker(
-            node, "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-            "--filter", "type=image", "--filter", "event=pull",
-            "--format", "{{.TimeNano}} {{.Actor.ID}}").stdout
-        return [int(t) / 1e9 for t, actor in (line.split(" ", 1) for line in out.splitlines()
-                                               if " " in line) if actor.startswith(repo_ref)]
+        return [t for t, image in self.t09.pull_events(self.cluster, node, since)
+                if image.startswith(repo_ref)]
 
     def spawn(self):
-        """(seconds until ready, unix time of the POST), then the server stopped."""
+        """(seconds until ready, unix time of the POST, the server's node),
+        then the server stopped."""
         from e2e.hubclient import start_and_wait
 
         c, client = self.cluster, self.hub.user(USER)

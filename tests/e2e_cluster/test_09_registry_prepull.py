@@ -68,12 +68,19 @@ def has_image(cluster, node, ref):
     return cluster.docker(node, "image", "inspect", ref, check=False).returncode == 0
 
 
-def pulls_since(cluster, node, since):
-    """Image pulls node's engine logged since the unix time `since`."""
-    out = cluster.docker(node, "events", "--since", f"{since:.0f}", "--until", f"{time.time():.0f}",
+def pull_events(cluster, node, since):
+    """[(unix time, image)] of the pulls node's engine logged since the unix
+    time `since` (also bench/first_spawn.py's pull times)."""
+    out = cluster.docker(node, "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
                          "--filter", "type=image", "--filter", "event=pull",
-                         "--format", "{{.Actor.ID}}").stdout
-    return [line for line in out.split() if line]
+                         "--format", "{{.TimeNano}} {{.Actor.ID}}").stdout
+    return [(int(t) / 1e9, image) for t, image in
+            (line.split(" ", 1) for line in out.splitlines() if " " in line)]
+
+
+def pulls_since(cluster, node, since):
+    """Images node's engine pulled since the unix time `since`."""
+    return [image for _, image in pull_events(cluster, node, since)]
 
 
 @pytest.fixture(scope="module")
