@@ -19,7 +19,9 @@ nodes share the host's filesystem, so the default /var/run/docker.sock would
 hand the hub the HOST's engine. Modules pick their settings with
 `cluster_hub.configure(settings)`: a `docker stack deploy` of the same stack
 with other variables, as an operator would do it (accounts survive), and
-every module starts with no user server running.
+every module starts with no user server running. test_09 deploys the
+stack's own images from the registry that way (`cluster_hub.resolve_image
+= None` for that module); the next module's deploy gets the loaded ones back.
 
 After the last test here: the stack removed and `scripts/cluster.sh down`,
 so no cluster is left running (nor kept up while other tests run). The
@@ -198,6 +200,7 @@ class ClusterHub:
         self.resolve_image = resolve_image
         self.deployment = None
         self.settings = None
+        self.defaults = None  # deploy()'s own variables (the images, the port, ...)
         self.admin = None
         self.clients = {}
         self.previous = e2e.Deployment.current  # tests/e2e's, restored at the end
@@ -208,12 +211,16 @@ class ClusterHub:
 
     def configure(self, settings):
         """Deploy (first call) or re-deploy the stack with BASE + settings;
-        then stop every user server, so a module starts from a clean state."""
+        then stop every user server, so a module starts from a clean state.
+        A variable of deploy()'s own (JUPYTERHUB_IMAGE, PROXY_IMAGE, ...) in
+        `settings` holds for this module only: the next one gets deploy()'s
+        value back."""
         settings = {**BASE, **settings, "DOCKER_SOCKET": self.cluster.manager_sock}
         with self.cluster.target():
             if self.deployment is None:
                 with phase("cluster: deploy the stack on the manager"):
                     self.deployment = e2e.deploy(resolve_image=self.resolve_image, **settings)
+                self.defaults = {k: v for k, v in self.deployment.env.items() if k not in settings}
             elif settings != self.settings:
                 self._redeploy(settings)
             self.settings = settings
@@ -227,8 +234,7 @@ class ClusterHub:
     def _redeploy(self, settings):
         """`docker stack deploy` again with other variables: swarm restarts
         the hub with them (the proxy's settings do not change)."""
-        fixed = {k: v for k, v in self.env.items() if k not in self.settings}
-        env = {**fixed, **settings}
+        env = {**self.defaults, **settings}
         changed = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
         with phase(f"cluster: re-deploy with new {', '.join(changed)}"):
             old = swarm.running_task(swarm.HUB_SERVICE)

@@ -18,6 +18,14 @@ there), each node's engine logging the pull; then a plain user's and a GPU
 user's servers start on workers by the registry's digests, and neither the
 engine of the node each runs on nor the manager's logs a pull during the
 spawn (the image is there already).
+
+The stack itself comes from the registry too, as an operator deploys it:
+the hub image (this repository's build, pushed as HUB_REPO) and the proxy
+stand-in (registry-up.sh pushed it) by their registry references, their
+names under the registry removed from every node first, and `docker stack
+deploy` without `--resolve-image never`: the CLI pins each service to the
+registry's digest, and the engine of each node that runs a task of the
+stack pulls it (network-anchor, on every node, runs the proxy image).
 """
 
 import os
@@ -26,12 +34,14 @@ import time
 import pytest
 
 from e2e import swarm
-from e2e.conftest import USE_REAL
+from e2e.conftest import PROJECT_IMAGE, USE_REAL
 from e2e.hubclient import start_and_wait
 from e2e.swarm import wait_for
 from e2e.test_26_registry import registry as registry_sh, registry_digest
 
-from .conftest import GLOBAL_CONSTRAINT, NOTEBOOK_IMAGE, observe, phase, placement_settings
+from .conftest import (
+    GLOBAL_CONSTRAINT, NOTEBOOK_IMAGE, PROXY_IMAGE, observe, phase, placement_settings,
+)
 
 pytestmark = pytest.mark.skipif(
     USE_REAL, reason="builds on the stand-in notebook image (JHSWARM_USE_REAL_IMAGES=1 builds none)")
@@ -39,6 +49,8 @@ pytestmark = pytest.mark.skipif(
 PUSH_ADDR = os.environ.get("JHSWARM_REGISTRY_ADDR", "127.0.0.1:5000")
 REPO = "jhswarm-e2e/cluster-nb"
 CPU_TAG, GPU_TAG = "cpu", "gpu"
+HUB_REPO = "jhswarm-e2e/cluster-hub"
+HUB_TAG = "e2e"
 MARKER = "/opt/jhswarm-cluster-marker"
 
 
@@ -83,6 +95,30 @@ def pulls_since(cluster, node, since):
     return [image for _, image in pull_events(cluster, node, since)]
 
 
+def forget_on_node(cluster, node, ref):
+    """Remove every name of `ref`'s repository from the node (its tags, and
+    the digests a pull by digest leaves without a tag); the layers stay when
+    another name (the loaded image) holds them, but the engine must ask the
+    registry for the name again."""
+    repo = ref.rsplit(":", 1)[0]
+    out = cluster.docker(node, "image", "ls", "--digests", repo,
+                         "--format", "{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}").stdout
+    for name in out.split():
+        if not name.endswith((":<none>", "@<none>")):
+            cluster.docker(node, "image", "rm", name, check=False)
+    assert not cluster.docker(node, "image", "ls", "-q", repo).stdout.strip(), (node, repo)
+
+
+def stack_images(cluster):
+    """{service: its reference at the nodes} of the stack deployed from the
+    registry: the hub's image (the hub and docker-api), the proxy's (the
+    proxy and network-anchor)."""
+    hub = f"{node_addr(cluster)}/{HUB_REPO}:{HUB_TAG}"
+    proxy = f"{node_addr(cluster)}/{PROXY_IMAGE}"
+    return {swarm.HUB_SERVICE: hub, swarm.DOCKER_API_SERVICE: hub,
+            swarm.PROXY_SERVICE: proxy, swarm.RELAY_SERVICE: proxy}
+
+
 @pytest.fixture(scope="module")
 def hub(cluster_hub, cluster):
     with phase("cluster registry: registry-up.sh cluster"):
@@ -95,7 +131,16 @@ def hub(cluster_hub, cluster):
                 for tag in (CPU_TAG, GPU_TAG):
                     cluster.docker(node, "image", "rm", at_nodes(cluster, tag), check=False)
                     assert not has_image(cluster, node, at_nodes(cluster, tag))
+        with phase("cluster registry: push the hub image, forget the stack's images on the nodes"):
+            swarm.docker("tag", PROJECT_IMAGE, f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}")
+            swarm.docker("push", f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}", timeout=900)
+            stack = stack_images(cluster)
+            for node in cluster.nodes:
+                for ref in set(stack.values()):
+                    forget_on_node(cluster, node, ref)
         settings = {
+            "JUPYTERHUB_IMAGE": stack[swarm.HUB_SERVICE],
+            "PROXY_IMAGE": stack[swarm.PROXY_SERVICE],
             **placement_settings(cluster),
             "SPAWNER_NOTEBOOK_IMAGE": at_nodes(cluster, CPU_TAG),
             "SPAWNER_PULL_POLICY": "ifnotpresent",
@@ -104,9 +149,55 @@ def hub(cluster_hub, cluster):
             "SPAWNER_CONSTRAINT_WITH_GPUS": "gpu->1",
         }
         cluster_hub.deployed_at = time.time()
+        cluster_hub.resolve_image = None  # the CLI asks the registry
         yield cluster_hub.configure(settings)
     finally:
+        cluster_hub.resolve_image = "never"  # the next module's deploy: the loaded images
         registry_sh("cluster-stop")
+        swarm.docker("image", "rm", f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}", check=False)
+
+
+def stack_tasks_running(cluster):
+    """{service: [hostnames]} once every task swarm wants of the stack runs
+    its registry image (one per node for network-anchor), else None."""
+    where = {}
+    for service, ref in stack_images(cluster).items():
+        out = cluster.docker(cluster.manager, "service", "ps", service, "--no-trunc",
+                             "--filter", "desired-state=running",
+                             "--format", "{{.Node}} {{.Image}} {{.CurrentState}}").stdout
+        rows = [line.split(maxsplit=2) for line in out.splitlines() if line.strip()]
+        if not rows or any(not (image.startswith(ref + "@") and state.startswith("Running"))
+                           for _, image, state in rows):
+            return None
+        where[service] = sorted(node for node, _, _ in rows)
+    if len(where[swarm.RELAY_SERVICE]) != len(cluster.nodes):
+        return None
+    return where
+
+
+def test_the_stack_itself_is_pulled_from_the_registry(hub, cluster):
+    """Each service of the stack names its registry reference by the
+    registry's digest, and every node that runs one of its tasks pulled it
+    (network-anchor runs on every node)."""
+    seen = {}
+    for service, ref in stack_images(cluster).items():
+        digest = registry_digest(ref, node_addr(cluster))  # the registry's own answer
+        image = full_image(cluster.spec_of(service))
+        assert image == f"{ref}@{digest}", (service, image)
+        seen[service.split("_", 1)[-1]] = image
+    with phase("cluster registry: every node runs the stack's tasks from the registry"):
+        wait_for(lambda: stack_tasks_running(cluster), 180,
+                 "the stack's tasks running from the registry's images", interval=2)
+    where = stack_tasks_running(cluster)
+    for service, nodes in where.items():
+        repo = stack_images(cluster)[service].rsplit(":", 1)[0]
+        for node in nodes:
+            pulls = pulls_since(cluster, node, hub.deployed_at - 5)
+            assert any(p.startswith(repo) for p in pulls), (service, node, pulls)
+    relay_nodes = where[swarm.RELAY_SERVICE]
+    assert sorted(relay_nodes) == sorted(cluster.nodes), relay_nodes
+    observe(f"cluster registry: the stack runs {seen}; pulled on "
+            f"{ {s.split('_', 1)[-1]: n for s, n in where.items()} }")
 
 
 def test_each_image_is_pre_pulled_on_the_nodes_that_may_run_it_only(hub, cluster):
