@@ -118,30 +118,8 @@ build_rootfs() {
     local r="${ROOTFS_WORK}/rootfs" t0
     debootstrap_rootfs "$r" "${DEBIAN_SUITE}" "${mirror}" "${secmirror}" NICE --arch="${DEB_ARCH}"
 
-    t0=$SECONDS
-    # shellcheck disable=SC2086
-    "${NICE[@]}" chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 HOME=/root /bin/sh -euc "
-            test \"\$(uname -m)\" = aarch64
-            apt-get update -q
-            apt-get install -y -q --no-install-recommends ${ROOTFS_PACKAGES}
-            python3 -m venv /opt/venv
-            /opt/venv/bin/python -m pip --version
-            mkdir -p /srv/jupyterhub
-            apt-get clean
-        " >"${ROOTFS_WORK}/chroot.log" 2>&1 || {
-        tail -n 40 "${ROOTFS_WORK}/chroot.log" >&2
-        die "package installation in the arm64 chroot failed"
-    }
-    log "chroot apt install + venv (under qemu) done in $((SECONDS - t0))s"
-
-    local m
-    for m in "$r/sys" "$r/dev" "$r/proc"; do umount -R "$m"; done
-    if findmnt -rno TARGET | grep -qF "$r/"; then die "mounts still present under $r"; fi
-    rm -f "$r/usr/sbin/policy-rc.d"
-    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
-        "$r"/var/cache/debconf/*-old "$r"/tmp/* "$r"/root/.cache
-    : >"$r/etc/resolv.conf"
+    # shellcheck disable=SC2016  # $(uname -m) runs in the chroot
+    provision_rootfs "$r" NICE "the arm64 chroot (under qemu)" 'test "$(uname -m)" = aarch64'
 
     # FROM scratch + ADD: the classic builder gives the image the requested
     # platform (docker import on this engine ignores --platform: amd64)
@@ -165,12 +143,6 @@ EOF
 }
 
 # --- 3. hub stand-in ------------------------------------------------------------------
-host_ca_files() {
-    local files
-    files="$(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort || true)"
-    if [ -n "${files}" ]; then printf '%s\n' "${files}"; else echo /etc/ssl/certs/ca-certificates.crt; fi
-}
-
 build_hub_standin() {
     local key f ctx
     key="$(

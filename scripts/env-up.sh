@@ -158,18 +158,6 @@ ensure_swarm() {
 # --- 4. stand-in images (image_key, image_id, sha, standin_cached,
 # docker_build_standin: scripts/lib.sh) -----------------------------------------
 
-# Extra CA certificates of this host (a TLS-inspecting egress proxy signs
-# pypi/npm traffic). Prefer the locally added certs; fall back to the bundle.
-host_ca_files() {
-    local files
-    files="$(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort || true)"
-    if [ -n "${files}" ]; then
-        printf '%s\n' "${files}"
-    else
-        echo /etc/ssl/certs/ca-certificates.crt
-    fi
-}
-
 build_rootfs_image() {
     local mirror secmirror key
     mirror="$(debian_mirror main)"
@@ -182,29 +170,7 @@ build_rootfs_image() {
     local r="${ROOTFS_WORK}/rootfs" t0 NONE=()
     debootstrap_rootfs "$r" "${DEBIAN_SUITE}" "${mirror}" "${secmirror}" NONE
 
-    t0=$SECONDS
-    # shellcheck disable=SC2086
-    chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 HOME=/root /bin/sh -euc "
-            apt-get update -q
-            apt-get install -y -q --no-install-recommends ${ROOTFS_PACKAGES}
-            python3 -m venv /opt/venv
-            /opt/venv/bin/python -m pip --version
-            mkdir -p /srv/jupyterhub
-            apt-get clean
-        " >"${ROOTFS_WORK}/chroot.log" 2>&1 || {
-        tail -n 40 "${ROOTFS_WORK}/chroot.log" >&2
-        die "package installation in the chroot failed"
-    }
-    log "chroot apt install + venv done in $((SECONDS - t0))s"
-
-    for m in "$r/sys" "$r/dev" "$r/proc"; do umount -R "$m"; done
-    if findmnt -rno TARGET | grep -qF "$r/"; then die "mounts still present under $r"; fi
-
-    rm -f "$r/usr/sbin/policy-rc.d"
-    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
-        "$r"/var/cache/debconf/*-old "$r"/tmp/* "$r"/root/.cache
-    : >"$r/etc/resolv.conf"
+    provision_rootfs "$r" NONE "the chroot"
 
     t0=$SECONDS
     tar --numeric-owner --one-file-system -C "$r" -c . |

@@ -234,6 +234,47 @@ EOF
 }
 
 
+# In the root DIR that debootstrap_rootfs made: ROOTFS_PACKAGES, a venv in
+# /opt/venv and /srv/jupyterhub, by a chroot run through the command prefix
+# in the array PREFIX (e.g. NICE; the log in ROOTFS_WORK/chroot.log); CHECK,
+# a shell line run in the chroot first (e.g. its architecture); WHAT names
+# the root in the messages. Then /proc, /dev and /sys unmounted and apt's
+# lists, caches, logs and the policy-rc.d removed, ready to be an image.
+provision_rootfs() {
+    local r=$1 what=$3 check=${4:-true} t0=$SECONDS m
+    local -n chroot_with=$2
+    "${chroot_with[@]}" chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 HOME=/root /bin/sh -euc "
+            ${check}
+            apt-get update -q
+            apt-get install -y -q --no-install-recommends ${ROOTFS_PACKAGES}
+            python3 -m venv /opt/venv
+            /opt/venv/bin/python -m pip --version
+            mkdir -p /srv/jupyterhub
+            apt-get clean
+        " >"${ROOTFS_WORK}/chroot.log" 2>&1 || {
+        tail -n 40 "${ROOTFS_WORK}/chroot.log" >&2
+        die "package installation in ${what} failed"
+    }
+    log "${what}: apt install + venv done in $((SECONDS - t0))s"
+
+    for m in "$r/sys" "$r/dev" "$r/proc"; do umount -R "$m"; done
+    if findmnt -rno TARGET | grep -qF "$r/"; then die "mounts still present under $r"; fi
+    rm -f "$r/usr/sbin/policy-rc.d"
+    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
+        "$r"/var/cache/debconf/*-old "$r"/tmp/* "$r"/root/.cache
+    : >"$r/etc/resolv.conf"
+}
+
+# Extra CA certificates of this host, a file a line (a TLS-inspecting egress
+# proxy signs pypi/npm traffic; env-up.sh, build-arm64.sh). Prefer the
+# locally added certs; fall back to the bundle.
+host_ca_files() {
+    local files
+    files="$(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort || true)"
+    if [ -n "${files}" ]; then printf '%s\n' "${files}"; else echo /etc/ssl/certs/ca-certificates.crt; fi
+}
+
 # Remove the rootfs work directory ROOTFS_WORK (env-up.sh, build-arm64.sh)
 # and whatever is still mounted below it.
 cleanup_rootfs() {
