@@ -51,6 +51,7 @@ REPO = "jhswarm-e2e/cluster-nb"
 CPU_TAG, GPU_TAG = "cpu", "gpu"
 HUB_REPO = "jhswarm-e2e/cluster-hub"
 HUB_TAG = "e2e"
+HUB_PUSHED = f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}"  # this repository's build, as pushed
 MARKER = "/opt/jhswarm-cluster-marker"
 
 
@@ -132,8 +133,8 @@ def hub(cluster_hub, cluster):
                     cluster.docker(node, "image", "rm", at_nodes(cluster, tag), check=False)
                     assert not has_image(cluster, node, at_nodes(cluster, tag))
         with phase("cluster registry: push the hub image, forget the stack's images on the nodes"):
-            swarm.docker("tag", PROJECT_IMAGE, f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}")
-            swarm.docker("push", f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}", timeout=900)
+            swarm.docker("tag", PROJECT_IMAGE, HUB_PUSHED)
+            swarm.docker("push", HUB_PUSHED, timeout=900)
             stack = stack_images(cluster)
             for node in cluster.nodes:
                 for ref in set(stack.values()):
@@ -154,7 +155,7 @@ def hub(cluster_hub, cluster):
     finally:
         cluster_hub.resolve_image = "never"  # the next module's deploy: the loaded images
         registry_sh("cluster-stop")
-        swarm.docker("image", "rm", f"{PUSH_ADDR}/{HUB_REPO}:{HUB_TAG}", check=False)
+        swarm.docker("image", "rm", HUB_PUSHED, check=False)
 
 
 def stack_tasks_running(cluster):
@@ -180,17 +181,17 @@ def test_the_stack_itself_is_pulled_from_the_registry(hub, cluster):
     registry's digest, and every node that runs one of its tasks pulled it
     (network-anchor runs on every node)."""
     seen = {}
-    for service, ref in stack_images(cluster).items():
+    stack = stack_images(cluster)
+    for service, ref in stack.items():
         digest = registry_digest(ref, node_addr(cluster))  # the registry's own answer
         image = full_image(cluster.spec_of(service))
         assert image == f"{ref}@{digest}", (service, image)
         seen[service.split("_", 1)[-1]] = image
     with phase("cluster registry: every node runs the stack's tasks from the registry"):
-        wait_for(lambda: stack_tasks_running(cluster), 180,
-                 "the stack's tasks running from the registry's images", interval=2)
-    where = stack_tasks_running(cluster)
+        where = wait_for(lambda: stack_tasks_running(cluster), 180,
+                         "the stack's tasks running from the registry's images", interval=2)
     for service, nodes in where.items():
-        repo = stack_images(cluster)[service].rsplit(":", 1)[0]
+        repo = stack[service].rsplit(":", 1)[0]
         for node in nodes:
             pulls = pulls_since(cluster, node, hub.deployed_at - 5)
             assert any(p.startswith(repo) for p in pulls), (service, node, pulls)
