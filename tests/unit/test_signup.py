@@ -7,6 +7,7 @@ The handlers are NativeAuthenticator's, as the hub routes them
 request and the template rendering are stand-ins."""
 
 import asyncio
+import threading
 from types import SimpleNamespace
 
 import bcrypt
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from nativeauthenticator.orm import UserInfo
 
 from conftest import load_config
+from test_login import hashing  # noqa: F401 (a fixture: the threads bcrypt hashed in)
 from test_operator import make_authenticator
 from dockerspawner import DockerSpawner
 from jupyterhub_swarm import service_name
@@ -23,6 +25,8 @@ from jupyterhub_swarm import service_name
 escape_username = DockerSpawner._escape  # as the spawner names its objects
 
 LONG = "pässwörd-" * 8  # 72 characters, 88 bytes in UTF-8
+SIGN_UP_FORM = {"username": "bob", "signup_password": "correct horse",
+                "signup_password_confirmation": "correct horse", "email": "", "2fa": ""}
 
 
 def authenticator(**env):
@@ -32,6 +36,12 @@ def authenticator(**env):
 def run_handler(auth, path, form, *args, user="alice"):
     """Run the POST of the handler the hub routes `path` to; the page's
     template variables, or the exception it raised."""
+    return asyncio.run(run_handler_async(auth, path, form, *args, user=user))
+
+
+async def run_handler_async(auth, path, form, *args, user="alice"):
+    """run_handler on the running loop; the page also says which thread ran
+    the loop ("loop_thread")."""
     handler_class = dict(auth.get_handlers(None))[path]
     handler = object.__new__(handler_class)
     handler.application = SimpleNamespace(settings={"authenticator": auth})
@@ -54,7 +64,8 @@ def run_handler(auth, path, form, *args, user="alice"):
     post = handler_class.post
     while hasattr(post, "__wrapped__"):  # past @web.authenticated / scope checks
         post = post.__wrapped__
-    asyncio.run(post(handler, *args))
+    await post(handler, *args)
+    page["loop_thread"] = threading.current_thread()
     return page
 
 
@@ -164,3 +175,42 @@ def test_no_name_reaches_a_shortened_service_name(victim):
     if intruder is not None and intruder != victim and intruder.isprintable():
         assert service_name(prefix, escape_username(intruder)) != shortened, (
             f"{intruder!r} gets the service {shortened} of {victim!r}")
+
+
+def test_the_sign_up_hashes_off_the_event_loop_and_the_account_logs_in(hashing):
+    """bcrypt takes about 0.25 s of CPU: a class signing up at once must not
+    stall every other request of the hub (its health check among them)."""
+    auth = authenticator()
+    hashing.clear()
+    loop_thread = run_handler(auth, "/signup", SIGN_UP_FORM)["loop_thread"]
+    assert auth.get_user("bob") is not None
+    assert len(hashing) == 1, hashing
+    assert hashing[0] is not loop_thread and hashing[0].name.startswith("bcrypt"), hashing
+    assert bcrypt.checkpw(b"correct horse", auth.get_user("bob").password)
+
+
+@pytest.mark.parametrize("change", [
+    {"signup_password_confirmation": "correct hors"},  # the confirmation differs
+    {"signup_password": "x", "signup_password_confirmation": "x"},  # too short
+    {"username": "Bob!"},  # not a valid name
+])
+def test_a_sign_up_that_is_refused_costs_no_hashing(hashing, change):
+    auth = authenticator(AUTH_MINIMUM_PASSWORD_LENGTH="8")
+    hashing.clear()
+    page = run_handler(auth, "/signup", {**SIGN_UP_FORM, **change})
+    assert page["alert"] == "alert-danger", page
+    assert hashing == [] and auth.get_user("bob") is None
+
+
+def test_an_account_signed_up_twice_at_once_is_made_once():
+    """Two sign-ups of one name both hashing in threads: the second finds the
+    name taken when it comes back."""
+    auth = authenticator()
+
+    async def both():
+        return await asyncio.gather(*(run_handler_async(auth, "/signup", SIGN_UP_FORM)
+                                      for _ in range(2)))
+
+    pages = asyncio.run(both())
+    assert sorted(p["alert"] for p in pages) == ["alert-danger", "alert-info"], pages
+    assert len([u for u in UserInfo.all_users(auth.db) if u.username == "bob"]) == 1
