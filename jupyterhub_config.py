@@ -714,6 +714,9 @@ def update_hub(c, env):
         )
     hub.hub_ip = "0.0.0.0"
     hub.log_level = v["HUB_LOG_LEVEL"].upper()
+    # the log written off the event loop (QueuedStreamHandler)
+    hub.logging_config = {"handlers": {"console": {
+        "class": "jupyterhub_swarm.QueuedStreamHandler"}}}
     # a database that stops answering must not freeze the hub
     connect_args = db_connect_args(v["HUB_DB_URL"])
     if connect_args:

@@ -22,10 +22,13 @@ import asyncio
 import contextvars
 import hashlib
 import ipaddress
+import logging
 import os
+import queue
 import re
 import secrets
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -1440,6 +1443,53 @@ def renew_hub_certificate(path, names):
     if missing:
         store.remove_files(HUB_CERT_RECORD, delete_dir=True)
     return missing
+
+
+class QueuedStreamHandler(logging.StreamHandler):
+    """The hub's log to stderr (its `console` handler), written by a thread
+    of its own. The stream is a pipe to the container engine, and a write
+    waits when the engine reads slowly, as under the load of a class
+    starting: on the event loop that wait stalls every request of the hub.
+    The line is formatted where it is logged and written in order; close()
+    (at exit: logging.shutdown) writes what is queued first."""
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self.lines = queue.Queue()
+        self.writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
+        self.writer.start()
+
+    def emit(self, record):
+        try:
+            self.lines.put(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+    def _write(self):
+        while True:
+            line = self.lines.get()
+            try:
+                if line is None:
+                    return
+                self.stream.write(line)
+                if self.lines.empty():
+                    self.stream.flush()
+            except (OSError, ValueError):  # stderr closed: nowhere to write
+                pass
+            finally:
+                self.lines.task_done()
+
+    def flush(self):
+        """Every line logged so far, written."""
+        if self.writer.is_alive():
+            self.lines.join()
+        super().flush()
+
+    def close(self):
+        if self.writer.is_alive():
+            self.lines.put(None)
+            self.writer.join(timeout=10)
+        super().close()
 
 
 class FreshResolver(ThreadedResolver):
