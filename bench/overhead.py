@@ -60,8 +60,11 @@ e2e harness's deploy()) and measures, alternating hub (A) and raw (B):
            services from the hub's spec at once (as for burst), in the same
            run, with `/hub/health` polled meanwhile too (the machine's load
            without the hub's work). Order: hub, raw, per class size. With
-           --compare-set, the same on a second deployment with those
-           variables (e.g. an earlier default), in the same run.
+           --compare-set and/or --compare-image, the same on a second
+           deployment with those variables (e.g. an earlier default) and/or
+           that image (e.g. the code before a change), in the same run.
+           The accounts' sign-up beforehand (2 at a time) is timed too, with
+           the slowest `/hub/health` meanwhile.
 
 Fairness: every probe is `GET /user/<u>/api/status` with the same admin API
 token, so both kinds of server check the token with the hub the same way.
@@ -218,7 +221,7 @@ def parse_args(argv):
                    help="class: also measure a deployment of the project image with "
                    "this variable (repeatable; e.g. an earlier default), in the same run")
     p.add_argument("--compare-image", default=None, metavar="TAG",
-                   help="flood: also measure a deployment of this hub image (built "
+                   help="flood, class: also measure a deployment of this hub image (built "
                    "beforehand, e.g. from an older commit), in the same run")
     p.add_argument("--route-servers", type=int, default=50,
                    help="routes: user servers running for the second half (default: %(default)s)")
@@ -382,7 +385,7 @@ def table(results):
                             f"({spawn_note(quiet)}) "
                             f"| {_x(ratio(spawn['max_gap'], quiet['max_gap']))} | - |")
     classes = [(c, "") for c in results.get("class") or []] \
-        + [(c, f" ({', '.join(results['args']['compare_set'])})")
+        + [(c, f" ({compared_label(results['args'])})")
            for c in results.get("class_compare") or []]
     for c, label in classes:
         if "hub" not in c or "raw" not in c:
@@ -396,6 +399,11 @@ def table(results):
                     f"{_s(h['progress_max'], 3)} | raw swarm {_s(r['all'])}, {r['failed']} "
                     f"failed; slowest `/hub/health` {_s(r['health_max'], 3)} "
                     f"| {_x(ratio(h['all'], r['all']))} | ≤ 1.2×, 0 failed, ≤ 0.25 s |")
+        if c.get("signup"):
+            u = c["signup"]
+            rows.append(f"| class of {c['n']}{label} signing up, 2 at a time, beforehand "
+                        f"| {_s(u['took'])}; slowest `/hub/health` {_s(u['health_max'], 3)} "
+                        f"(p95 {_s(u['health_p95'], 3)}) | - | - | ≤ 0.25 s |")
     lines = rows + [""] if len(rows) > 2 else []  # none of those measures: no empty table
     if single:
         lines.append(f"- single, hub: {_runs(single['hub'])}; raw: {_runs(single['raw'])}")
@@ -1456,10 +1464,13 @@ def measure_class(b, args, out=None, save=lambda: None):
         hub_names = [f"cl{k}x{j:02d}" for j in range(n)]
         raw_names = [f"rc{k}x{j:02d}" for j in range(n)]
         t = time.monotonic()
-        class_accounts(b, hub_names)
+        _, health = polled_health(b, lambda: class_accounts(b, hub_names))
+        took = time.monotonic() - t
         b.prepare_raw(raw_names)
-        log(f"class of {n}: accounts signed up and approved in {time.monotonic() - t:.1f}s")
-        row = {"n": n}
+        log(f"class of {n}: accounts signed up and approved in {took:.1f}s; "
+            f"/hub/health max {max(health):.3f}s meanwhile")
+        row = {"n": n, "signup": {"took": took, "health_max": max(health),
+                                  "health_p95": p95(health)}}
         out.append(row)
         try:
             measure_class_sides(b, args, n, hub_names, raw_names, row)
@@ -1499,6 +1510,32 @@ def measure_class_sides(b, args, n, hub_names, raw_names, row):
             b.hub_stop(hub_names)
         else:
             b.raw_stop(raw_names)
+
+
+def compared_label(args):
+    """What the compared deployment differs in: --compare-image, --compare-set."""
+    return ", ".join(filter(None, [args.get("compare_image"), *args.get("compare_set", [])]))
+
+
+def deploy_compared(b, args):
+    """The stack again, on --compare-image and with --compare-set added; a
+    function that puts ours back in b.args (for the next deploy)."""
+    log(f"redeploying with {compared_label(vars(args))} for the comparison")
+    b.swarm.cleanup()
+    own, own_set = b.args.project_image, b.args.set
+    b.args.project_image = args.compare_image or own
+    b.args.set = args.set + args.compare_set
+    b.deploy()
+    if args.compare_image:
+        # the stack's docker-api service (HAProxy) runs the hub's image; an
+        # image from before it has no HAProxy: keep that service, which is
+        # not the hub code compared, on ours
+        b.swarm.docker("service", "update", "--quiet", "--no-resolve-image",
+                       "--image", own, b.swarm.DOCKER_API_SERVICE, timeout=300)
+
+    def ours():
+        b.args.project_image, b.args.set = own, own_set
+    return ours
 
 
 def guarded(measure, b, args, *more):
@@ -1579,18 +1616,10 @@ def main(argv=None):
                 results["flood"] = measure_flood(b, args)
                 save()
             if "flood" in engine and args.compare_image:
-                log(f"redeploying with {args.compare_image} for the comparison")
-                b.swarm.cleanup()
-                own, b.args.project_image = b.args.project_image, args.compare_image
-                b.deploy()
-                # the stack's docker-api service (HAProxy) runs the hub's
-                # image; an image from before it has no HAProxy: keep that
-                # service, which is not the hub code compared, on ours
-                b.swarm.docker("service", "update", "--quiet", "--no-resolve-image",
-                               "--image", own, b.swarm.DOCKER_API_SERVICE, timeout=300)
+                ours = deploy_compared(b, args)
                 results["flood_compare"] = measure_flood(b, args)
                 save()
-                b.args.project_image = own
+                ours()
                 if "class" in engine:
                     b.swarm.cleanup()
                     b.deploy()
@@ -1598,14 +1627,12 @@ def main(argv=None):
             if "class" in engine:
                 results["class"] = []
                 guarded(measure_class, b, args, results["class"], save)
-            if "class" in engine and args.compare_set:
-                log(f"redeploying with {' '.join(args.compare_set)} for the comparison")
-                b.swarm.cleanup()
-                b.args.set = args.set + args.compare_set
-                b.deploy()
+            if "class" in engine and (args.compare_set or args.compare_image):
+                ours = deploy_compared(b, args)
                 b.take_template()
                 results["class_compare"] = []
                 guarded(measure_class, b, args, results["class_compare"], save)
+                ours()
         finally:
             log(f"measured in {time.monotonic() - started:.0f}s; removing the stack")
             try:

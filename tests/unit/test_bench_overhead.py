@@ -167,7 +167,8 @@ def test_progress_gaps_and_the_flood_and_class_rows():
         "class_compare": [{"n": 5, "hub": {"all": 1.0, "failed": 2, "health_max": 0.2, "progress_max": None}, "raw": {"all": 1.0, "failed": 0, "health_max": 0.1}}],
         "class": [{"n": 50, "hub": {"all": 60.0, "failed": 0, "health_max": 0.2,
                                     "progress_max": 3.0},
-                   "raw": {"all": 50.0, "failed": 1, "health_max": 0.03}}],
+                   "raw": {"all": 50.0, "failed": 1, "health_max": 0.03},
+                   "signup": {"took": 21.5, "health_max": 0.41, "health_p95": 0.3}}],
     })
     assert ("slowest progress event of a spawn meanwhile | 1.250 s (first event 0.50 s, "
             "ready in 2.00 s, 3 events) | hub idle 0.500 s (first event 0.50 s, ready in "
@@ -175,6 +176,9 @@ def test_progress_gaps_and_the_flood_and_class_rows():
     assert "| 60.00 s, 0 failed; slowest `/hub/health` 0.200 s" in text
     assert "raw swarm 50.00 s, 1 failed; slowest `/hub/health` 0.030 s | 1.20× |" in text
     assert "| class of 5 (X=1) logging in" in text
+    assert ("| class of 50 signing up, 2 at a time, beforehand | 21.50 s; slowest "
+            "`/hub/health` 0.410 s (p95 0.300 s) | - | - | ≤ 0.25 s |") in text
+    assert "class of 5 (X=1) signing up" not in text  # no figures, no row
 
 
 def test_bench_builds_the_hub_on_the_jupyterhub_the_dockerfile_ships():
